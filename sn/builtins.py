@@ -12,7 +12,7 @@ from .errors import SNError
 from .interpreter import LispExit, Lambda, index_matrix
 from .registry import Builtin, Special, builtin
 
-MAX_LIST = 10_000_000
+MAX_LIST = 1_000_000
 
 
 def _num(x, fn):
@@ -721,7 +721,7 @@ def _string(s, fn):
 
 # ---- matrices -----------------------------------------------------------
 
-MAX_MATRIX = 500_000_000
+MAX_MATRIX = 100_000_000
 
 
 @builtin("matrix")

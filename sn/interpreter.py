@@ -19,6 +19,11 @@ from .registry import LIBRARY_MODULES, REGISTRY, Builtin, Special, special
 
 MAX_DEPTH = 10000     # nested forms being evaluated before "recursion too deep"
 
+# Each nested form takes a few Python frames; Python 3.11 frames of pure Python
+# calls do not use the C stack, so a high limit is safe.
+if sys.getrecursionlimit() < 6 * MAX_DEPTH:
+    sys.setrecursionlimit(6 * MAX_DEPTH)
+
 
 class LispExit(Exception):
     """Raised by (exit): leave the REPL or the program."""
@@ -82,8 +87,6 @@ def _check_pattern(p):
 
 class Interpreter:
     def __init__(self, out=None):
-        if sys.getrecursionlimit() < 6 * MAX_DEPTH:
-            sys.setrecursionlimit(6 * MAX_DEPTH)
         self.symbols = {}
         self.depth = 0
         self.out = out
@@ -127,18 +130,25 @@ class Interpreter:
 
     # ---- reading and loading ------------------------------------------
     def read(self, text, filename="<input>"):
-        return read_all(text, filename, self.intern)
+        """The forms of `text` with their locations: [(form, Location)]."""
+        return read_all(text, filename, self.intern, locations=True)
 
     def eval_text(self, text, filename="<input>"):
         """Evaluate every form of `text`; return the last value."""
         result = None
-        for form in self.read(text, filename):
-            result = self.eval_toplevel(form)
+        for form, loc in self.read(text, filename):
+            result = self.eval_toplevel(form, loc)
         return result
 
-    def eval_toplevel(self, form):
+    def eval_toplevel(self, form, loc=None):
+        """Evaluate a form read at top level; errors without a location get `loc`."""
         self.depth = 0
-        return self.eval(form)
+        try:
+            return self.eval(form)
+        except SNError as err:
+            if err.where is None:
+                err.where = loc
+            raise
 
     def resolve(self, name):
         """A file named by a program: relative to the file being loaded."""
@@ -164,8 +174,13 @@ class Interpreter:
         saved_depth = self.depth
         try:
             result = None
-            for form in self.read(text, path):
-                result = self.eval(form)
+            for form, loc in self.read(text, path):
+                try:
+                    result = self.eval(form)
+                except SNError as err:
+                    if err.where is None:
+                        err.where = loc
+                    raise
             return result
         finally:
             self.loading.pop()

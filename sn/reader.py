@@ -30,8 +30,8 @@ _PREFIX = {"quote": "quote", "backquote": "backquote", "unquote": "unquote",
            "unquote_splicing": "unquote-splicing", "tilde": "null"}
 
 
-def read_all(text, filename="<input>", intern=None):
-    """Every datum of `text`, in order."""
+def read_all(text, filename="<input>", intern=None, locations=False):
+    """Every datum of `text`, in order; with `locations`, (datum, Location) pairs."""
     lines = text.splitlines() or [""]
     reader = _Reader(filename, lines, intern)
     tokens = reader.check_brackets(text)
@@ -41,7 +41,11 @@ def read_all(text, filename="<input>", intern=None):
         tree = _PARSER.parse(text)
     except lark.exceptions.UnexpectedInput as err:
         raise reader.parse_error(err) from None
-    return [reader.convert(child) for child in tree.children]
+    data = [reader.convert(child) for child in tree.children]
+    if not locations:
+        return data
+    starts = [_first_token(child) for child in tree.children]
+    return [(d, reader.loc(t.line, t.column)) for d, t in zip(data, starts)]
 
 
 def is_incomplete(text):

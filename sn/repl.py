@@ -82,9 +82,9 @@ def _evaluate(interp, text, stdout, stderr):
     except SNError as err:
         stderr.write(err.report() + "\n")
         return False
-    for form in forms:
+    for form, loc in forms:
         try:
-            value = interp.eval_toplevel(form)
+            value = interp.eval_toplevel(form, loc)
             stdout.write(f"= {to_string(value)}\n")
         except SNError as err:
             stdout.flush()
