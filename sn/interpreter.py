@@ -224,7 +224,11 @@ class Interpreter:
                 return self.eval(self.apply_lambda(fn, args))
             if isinstance(fn, np.ndarray):
                 return index_matrix(fn, self.eval_args(form.cdr))
-            raise SNError(f"not a function: {to_string(head)} is {to_string(fn)}")
+            if hasattr(fn, "lisp_call"):
+                return fn.lisp_call(*self.eval_args(form.cdr))
+            if isinstance(head, Symbol):
+                raise SNError(f"{head.name} is not a function: its value is {_short(fn)}")
+            raise SNError(f"not a function: {_short(fn)}")
         except SNError as err:
             self.annotate(err, form, fn)
             raise
@@ -293,6 +297,8 @@ class Interpreter:
             return self.call(fn.value, args)
         if isinstance(fn, np.ndarray):
             return index_matrix(fn, args)
+        if hasattr(fn, "lisp_call"):
+            return fn.lisp_call(*args)
         raise SNError(f"not a function: {to_string(fn)}")
 
     def apply_lambda(self, fn, args):

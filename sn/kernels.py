@@ -45,7 +45,7 @@ float64; numba's math.tanh is a scalar library call that would dominate the run 
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 # ---------------------------------------------------------------------------
 # Constants and containers
@@ -262,90 +262,267 @@ def _nlf_backward2(nlf, s, b, sqb, ggrad, lo, hi, lm):
 
 
 # ---------------------------------------------------------------------------
-# Workspace
+# Small vector primitives (inlined; contiguous loops that vectorise)
 # ---------------------------------------------------------------------------
 
+@njit(inline="always", **_FAST)
+def _axpy1(y, yo, n, x, xo, c):
+    """y[yo:yo+n] += c x[xo:xo+n]"""
+    yo = uint64(yo)
+    xo = uint64(xo)
+    for i in range(uint64(n)):
+        y[yo + i] += c * x[xo + i]
+
+
+@njit(inline="always", **_FAST)
+def _axpy4(y, yo, n, x, o0, o1, o2, o3, c0, c1, c2, c3):
+    """y[yo:yo+n] += sum_k c_k x[o_k:o_k+n]"""
+    yo = uint64(yo)
+    o0 = uint64(o0)
+    o1 = uint64(o1)
+    o2 = uint64(o2)
+    o3 = uint64(o3)
+    for i in range(uint64(n)):
+        y[yo + i] += c0 * x[o0 + i] + c1 * x[o1 + i] + c2 * x[o2 + i] + c3 * x[o3 + i]
+
+
+@njit(inline="always", **_FAST)
+def _dot1(v, vo, n, x, xo):
+    """sum_i v[vo+i] x[xo+i]"""
+    vo = uint64(vo)
+    xo = uint64(xo)
+    a = v.dtype.type(0)
+    for i in range(uint64(n)):
+        a += v[vo + i] * x[xo + i]
+    return a
+
+
+@njit(inline="always", **_FAST)
+def _dot4(v, vo, n, x, o0, o1, o2, o3):
+    """(sum_i v[vo+i] x[o_k+i])  for k = 0..3"""
+    vo = uint64(vo)
+    o0 = uint64(o0)
+    o1 = uint64(o1)
+    o2 = uint64(o2)
+    o3 = uint64(o3)
+    a0 = v.dtype.type(0)
+    a1 = a0
+    a2 = a0
+    a3 = a0
+    for i in range(uint64(n)):
+        vi = v[vo + i]
+        a0 += vi * x[o0 + i]
+        a1 += vi * x[o1 + i]
+        a2 += vi * x[o2 + i]
+        a3 += vi * x[o3 + i]
+    return a0, a1, a2, a3
+
+
+@njit(inline="always", **_FAST)
+def _dot1sq(v, vo, n, x, xo):
+    """sum_i v[vo+i] x[xo+i]^2"""
+    vo = uint64(vo)
+    xo = uint64(xo)
+    a = v.dtype.type(0)
+    for i in range(uint64(n)):
+        xi = x[xo + i]
+        a += v[vo + i] * (xi * xi)
+    return a
+
+
+@njit(inline="always", **_FAST)
+def _dot4sq(v, vo, n, x, o0, o1, o2, o3):
+    """(sum_i v[vo+i] x[o_k+i]^2)  for k = 0..3"""
+    vo = uint64(vo)
+    o0 = uint64(o0)
+    o1 = uint64(o1)
+    o2 = uint64(o2)
+    o3 = uint64(o3)
+    a0 = v.dtype.type(0)
+    a1 = a0
+    a2 = a0
+    a3 = a0
+    for i in range(uint64(n)):
+        vi = v[vo + i]
+        x0 = x[o0 + i]
+        x1 = x[o1 + i]
+        x2 = x[o2 + i]
+        x3 = x[o3 + i]
+        a0 += vi * (x0 * x0)
+        a1 += vi * (x1 * x1)
+        a2 += vi * (x2 * x2)
+        a3 += vi * (x3 * x3)
+    return a0, a1, a2, a3
+
+
+# ---------------------------------------------------------------------------
+# Workspace: derived from the plan once per kernel call
+# ---------------------------------------------------------------------------
+
+Work = namedtuple("Work", [
+    "recv",    # uint8 [nunits]  1 if the unit accumulates a backsum (in a stage, not output)
+    "prop",    # uint8 [nops]    1 if some source unit of the op receives
+    "poff",    # int64 [nops+1]  offset of each conv op's patch in `patch`
+    "nsp",     # int64 [nops]    number of source planes of each conv op
+    "gidx",    # int32 [npatch]  unit read by each patch element (BG, or 0 if absent)
+    "zoff",    # int64 [nops+1]  range of each op in `zlist`
+    "zlist",   # int64           patch elements of absent taps (kept at 0)
+    "goff",    # int64 [nops]    start of each conv op's in-plane groups in `gptr`
+    "gptr",    # int64           pairs of in-plane p of op k: pord[gptr[goff+p]:gptr[goff+p+1]]
+    "pord",    # int64           pair rows sorted by in-plane, per op
+    "patch",   # ft [npatch]     gathered windows
+    "row",     # ft              one patch row of backsum (first order)
+    "rowsq",   # ft              one patch row of backsum (second order)
+    "v1",      # ft              ueps * g of one destination block
+])
+
+
 @njit(**_SAFE)
-def _layout(plan, nunits):
-    """Per-op offsets into the patch buffer, patch sizes, scratch sizes, and the
-    receive mask (1 for units whose backsum is accumulated: in a stage, not output)."""
+def _workspace(plan, x):
+    """Derived index arrays and scratch buffers for `plan` (dtype of x)."""
     ops = plan.ops
+    pairs = plan.pairs
+    taps = plan.taps
     nops = ops.shape[0]
-    poff = np.zeros(nops + 1, np.int64)
-    nsp = np.zeros(nops, np.int64)
-    big = 0
-    vec = 1
-    for k in range(nops):
-        poff[k + 1] = poff[k]
-        if ops[k, DST_N] > vec:
-            vec = ops[k, DST_N]
-        if ops[k, KIND] == OP_CONV:
-            m = 0
-            a2 = ops[k, AUX2]
-            for q in range(ops[k, NPAIRS]):
-                if plan.pairs[a2 + q, 0] + 1 > m:
-                    m = plan.pairs[a2 + q, 0] + 1
-            nsp[k] = m
-            sz = m * ops[k, NTAPS] * ops[k, DST_N]
-            poff[k + 1] += sz
-            if sz > big:
-                big = sz
+    nunits = x.shape[0]
     recv = np.zeros(nunits, np.uint8)
     for st in range(plan.stages.shape[0]):
         for j in range(plan.stages[st, ST_LO], plan.stages[st, ST_HI]):
             recv[j] = 1
     for o in plan.output_units:
         recv[o] = 0
-    return poff, nsp, big, vec, recv
+    prop = np.zeros(nops, np.uint8)
+    poff = np.zeros(nops + 1, np.int64)
+    zoff = np.zeros(nops + 1, np.int64)
+    nsp = np.zeros(nops, np.int64)
+    goff = np.zeros(nops, np.int64)
+    ngrp = 0
+    vec = 1
+    for k in range(nops):
+        n = ops[k, DST_N]
+        poff[k + 1] = poff[k]
+        zoff[k + 1] = zoff[k]
+        vec = max(vec, n)
+        kind = ops[k, KIND]
+        if kind == OP_CONV:
+            m = 0
+            for q in range(ops[k, NPAIRS]):
+                m = max(m, pairs[ops[k, AUX2] + q, 0] + 1)
+            nsp[k] = m
+            poff[k + 1] += m * ops[k, NTAPS] * n
+            nz = 0
+            for i in range(ops[k, NTAPS] * n):
+                o = taps[ops[k, AUX] + i]
+                if o < 0 and (o != TAP_BG or ops[k, BG] < 0):
+                    nz += 1
+            zoff[k + 1] += nz * m
+            goff[k] = ngrp
+            ngrp += m + 1
+            lo = ops[k, SRC_LO]
+            hi = lo + m * ops[k, SRC_N]
+        elif kind == OP_FULL:
+            lo = ops[k, SRC_LO]
+            hi = lo + ops[k, SRC_N]
+        else:
+            lo = 0
+            hi = 0
+        for u in range(lo, hi):
+            if recv[u]:
+                prop[k] = 1
+                break
+    gidx = np.zeros(poff[nops], np.int32)
+    zlist = np.zeros(zoff[nops], np.int64)
+    gptr = np.zeros(ngrp + 1, np.int64)
+    pord = np.zeros(pairs.shape[0], np.int64)
+    for k in range(nops):
+        if ops[k, KIND] != OP_CONV:
+            continue
+        n = ops[k, DST_N]
+        nt = ops[k, NTAPS]
+        slo = ops[k, SRC_LO]
+        sn = ops[k, SRC_N]
+        bg = ops[k, BG]
+        a2 = ops[k, AUX2]
+        z = zoff[k]
+        for p in range(nsp[k]):
+            for i in range(nt * n):
+                o = taps[ops[k, AUX] + i]
+                e = poff[k] + p * nt * n + i
+                if o >= 0:
+                    gidx[e] = slo + p * sn + o
+                elif o == TAP_BG and bg >= 0:
+                    gidx[e] = bg
+                else:
+                    zlist[z] = e
+                    z += 1
+        # pairs grouped by in-plane (counting sort), stored at pord[a2:a2+npairs]
+        g0 = goff[k]
+        for q in range(ops[k, NPAIRS]):
+            gptr[g0 + pairs[a2 + q, 0] + 1] += 1
+        gptr[g0] = a2
+        for p in range(nsp[k]):
+            gptr[g0 + p + 1] += gptr[g0 + p]
+        fill = gptr[g0:g0 + nsp[k]].copy()
+        for q in range(ops[k, NPAIRS]):
+            p = pairs[a2 + q, 0]
+            pord[fill[p]] = a2 + q
+            fill[p] += 1
+    patch = np.zeros(poff[nops], x.dtype)
+    return Work(recv, prop, poff, nsp, gidx, zoff, zlist, goff, gptr, pord, patch,
+                np.zeros(vec, x.dtype), np.zeros(vec, x.dtype), np.zeros(vec, x.dtype))
 
 
-@njit(**_SAFE)
-def _new_work(plan, x):
-    poff, nsp, big, vec, recv = _layout(plan, x.shape[0])
-    patch = np.zeros(poff[-1] + 1, x.dtype)
-    pg = np.zeros(big + 1, x.dtype)
-    psq = np.zeros(big + 1, x.dtype)
-    v1 = np.zeros(vec, x.dtype)
-    v2 = np.zeros(vec, x.dtype)
-    return poff, nsp, recv, patch, pg, psq, v1, v2
-
-
-def workspace_size(plan):
-    """Number of scratch elements the kernels allocate per call (for information)."""
-    poff, nsp, big, vec, recv = _layout(plan, 1 + int(plan.ueps.shape[0]))
-    return int(poff[-1] + 2 * big + 2 * vec)
+def workspace_size(plan, dtype=np.float64):
+    """Bytes of scratch the kernels derive from `plan` at each call (for information)."""
+    wk = _workspace(plan, np.zeros(1 + int(plan.ueps.shape[0]), dtype))
+    return int(sum(a.nbytes for a in wk))
 
 
 # ---------------------------------------------------------------------------
 # OP_SPARSE: generic CSR connections
 # ---------------------------------------------------------------------------
 
-@njit(**_FAST)
+@njit(**_SAFE)
 def _sparse_forward(plan, k, x, s, w):
-    """s[j] += sum_c w[csr_w[c]] x[csr_src[c]],  c in the row of j."""
+    """s[j] += sum_c w[csr_w[c]] x[csr_src[c]]   over the row of j.
+    (Four partial sums; indirect loops are faster scalar than with gathers.)"""
     ops = plan.ops
     lo = ops[k, DST_LO]
     base = ops[k, AUX]
     ptr = plan.csr_ptr
-    src = plan.csr_src
-    wi = plan.csr_w
+    src = plan.csr_src.view(np.uint32)
+    wi = plan.csr_w.view(np.uint32)
+    zero = s.dtype.type(0)
     for r in range(ops[k, DST_N]):
-        t = s[lo + r]
-        for c in range(ptr[base + r], ptr[base + r + 1]):
-            t += w[wi[c]] * x[src[c]]
-        s[lo + r] = t
+        c = ptr[base + r]
+        c1 = ptr[base + r + 1]
+        t0 = zero
+        t1 = zero
+        t2 = zero
+        t3 = zero
+        while c + 4 <= c1:
+            t0 += w[wi[c]] * x[src[c]]
+            t1 += w[wi[c + 1]] * x[src[c + 1]]
+            t2 += w[wi[c + 2]] * x[src[c + 2]]
+            t3 += w[wi[c + 3]] * x[src[c + 3]]
+            c += 4
+        while c < c1:
+            t0 += w[wi[c]] * x[src[c]]
+            c += 1
+        s[lo + r] += (t0 + t1) + (t2 + t3)
 
 
-@njit(**_FAST)
+@njit(**_SAFE)
 def _sparse_backward(plan, k, x, w, b, g, acc, ggrad, sqb, hq, recv, first, second):
-    """acc[k_c] += eps_c x[i_c] g[j];  b[i_c] += w[k_c] g[j]        (first)
-    hq[k_c] += ggrad[j] x[i_c]^2;   sqb[i_c] += w[k_c]^2 ggrad[j]   (second)"""
+    """first:  acc[k_c] += eps_c x[i_c] g[j];   b[i_c] += w[k_c] g[j]
+    second: hq[k_c] += ggrad[j] x[i_c]^2;    sqb[i_c] += w[k_c]^2 ggrad[j]
+    (b, sqb only for receiving units i_c)."""
     ops = plan.ops
     lo = ops[k, DST_LO]
     base = ops[k, AUX]
     ptr = plan.csr_ptr
-    src = plan.csr_src
-    wi = plan.csr_w
+    src = plan.csr_src.view(np.uint32)
+    wi = plan.csr_w.view(np.uint32)
     eps = plan.csr_eps
     for r in range(ops[k, DST_N]):
         j = lo + r
@@ -355,17 +532,19 @@ def _sparse_backward(plan, k, x, w, b, g, acc, ggrad, sqb, hq, recv, first, seco
             gj = g[j]
             for c in range(c0, c1):
                 i = src[c]
-                acc[wi[c]] += eps[c] * x[i] * gj
+                kk = wi[c]
+                acc[kk] += eps[c] * x[i] * gj
                 if recv[i]:
-                    b[i] += w[wi[c]] * gj
+                    b[i] += w[kk] * gj
         if second:
             hj = ggrad[j]
             for c in range(c0, c1):
                 i = src[c]
+                kk = wi[c]
                 xi = x[i]
-                hq[wi[c]] += hj * (xi * xi)
+                hq[kk] += hj * (xi * xi)
                 if recv[i]:
-                    wk = w[wi[c]]
+                    wk = w[kk]
                     sqb[i] += (wk * wk) * hj
 
 
@@ -375,59 +554,80 @@ def _sparse_backward(plan, k, x, w, b, g, acc, ggrad, sqb, hq, recv, first, seco
 
 @njit(**_FAST)
 def _full_forward(plan, k, x, s, w):
-    """s[dlo+d] += sum_i w[wlo + i*n + d] x[slo+i]."""
+    """s[dlo+d] += sum_i w[wlo + i*n + d] x[slo+i]"""
     ops = plan.ops
     dlo = ops[k, DST_LO]
     n = ops[k, DST_N]
     slo = ops[k, SRC_LO]
     wlo = ops[k, W_LO]
-    for i in range(ops[k, SRC_N]):
-        xi = x[slo + i]
-        row = wlo + i * n
-        for d in range(n):
-            s[dlo + d] += w[row + d] * xi
+    m = ops[k, SRC_N]
+    i = 0
+    while i + 4 <= m:
+        r = wlo + i * n
+        _axpy4(s, dlo, n, w, r, r + n, r + 2 * n, r + 3 * n,
+               x[slo + i], x[slo + i + 1], x[slo + i + 2], x[slo + i + 3])
+        i += 4
+    while i < m:
+        _axpy1(s, dlo, n, w, wlo + i * n, x[slo + i])
+        i += 1
 
 
 @njit(**_FAST)
-def _full_backward(plan, k, x, w, b, g, acc, ggrad, sqb, hq, recv, first, second,
-                   v1, v2):
-    """acc[wlo+i*n+d] += ueps[j] x[i] g[j];   b[i] += sum_d w[..] g[j]      (first)
-    hq[wlo+i*n+d] += ggrad[j] x[i]^2;  sqb[i] += sum_d w[..]^2 ggrad[j]      (second)
-    with j = dlo + d."""
+def _full_backward(plan, k, x, w, b, g, acc, ggrad, sqb, hq, wk, first, second):
+    """With j = dlo + d and weight w[wlo + i*n + d]:
+    first:  acc[..] += ueps[j] x[slo+i] g[j];      b[slo+i] += sum_d w[..] g[j]
+    second: hq[..] += ggrad[j] x[slo+i]^2;         sqb[slo+i] += sum_d w[..]^2 ggrad[j]"""
     ops = plan.ops
     dlo = ops[k, DST_LO]
     n = ops[k, DST_N]
     slo = ops[k, SRC_LO]
     wlo = ops[k, W_LO]
+    m = ops[k, SRC_N]
+    recv = wk.recv
+    v1 = wk.v1
     ueps = plan.ueps
     if first:
         for d in range(n):
             v1[d] = ueps[dlo + d] * g[dlo + d]
+        for i in range(m):
+            _axpy1(acc, wlo + i * n, n, v1, 0, x[slo + i])
     if second:
-        for d in range(n):
-            v2[d] = ggrad[dlo + d]
-    for i in range(ops[k, SRC_N]):
-        xi = x[slo + i]
-        row = wlo + i * n
-        prop = recv[slo + i] != 0
+        for i in range(m):
+            xi = x[slo + i]
+            _axpy1(hq, wlo + i * n, n, ggrad, dlo, xi * xi)
+    if not wk.prop[k]:
+        return
+    i = 0
+    while i + 4 <= m:
+        r = wlo + i * n
         if first:
-            for d in range(n):
-                acc[row + d] += xi * v1[d]
-            if prop:
-                t = b[slo + i]
-                for d in range(n):
-                    t += w[row + d] * g[dlo + d]
-                b[slo + i] = t
+            a0, a1, a2, a3 = _dot4(g, dlo, n, w, r, r + n, r + 2 * n, r + 3 * n)
+            if recv[slo + i]:
+                b[slo + i] += a0
+            if recv[slo + i + 1]:
+                b[slo + i + 1] += a1
+            if recv[slo + i + 2]:
+                b[slo + i + 2] += a2
+            if recv[slo + i + 3]:
+                b[slo + i + 3] += a3
         if second:
-            x2 = xi * xi
-            for d in range(n):
-                hq[row + d] += x2 * v2[d]
-            if prop:
-                t = sqb[slo + i]
-                for d in range(n):
-                    wk = w[row + d]
-                    t += (wk * wk) * v2[d]
-                sqb[slo + i] = t
+            a0, a1, a2, a3 = _dot4sq(ggrad, dlo, n, w, r, r + n, r + 2 * n, r + 3 * n)
+            if recv[slo + i]:
+                sqb[slo + i] += a0
+            if recv[slo + i + 1]:
+                sqb[slo + i + 1] += a1
+            if recv[slo + i + 2]:
+                sqb[slo + i + 2] += a2
+            if recv[slo + i + 3]:
+                sqb[slo + i + 3] += a3
+        i += 4
+    while i < m:
+        if recv[slo + i]:
+            if first:
+                b[slo + i] += _dot1(g, dlo, n, w, wlo + i * n)
+            if second:
+                sqb[slo + i] += _dot1sq(ggrad, dlo, n, w, wlo + i * n)
+        i += 1
 
 
 # ---------------------------------------------------------------------------
@@ -436,204 +636,249 @@ def _full_backward(plan, k, x, w, b, g, acc, ggrad, sqb, hq, recv, first, second
 
 @njit(**_FAST)
 def _bias_forward(plan, k, x, s, w):
-    """s[dlo+d] += w[wlo+d] x[0]   (SHARED: w[wlo])."""
-    ops = plan.ops
-    dlo = ops[k, DST_LO]
-    wlo = ops[k, W_LO]
-    x0 = x[0]
-    if ops[k, SHARED]:
-        v = w[wlo] * x0
-        for d in range(ops[k, DST_N]):
-            s[dlo + d] += v
-    else:
-        for d in range(ops[k, DST_N]):
-            s[dlo + d] += w[wlo + d] * x0
-
-
-@njit(**_FAST)
-def _bias_backward(plan, k, x, acc, ggrad, hq, g, first, second):
-    """acc[wlo+d] += ueps[j] x[0] g[j];  hq[wlo+d] += ggrad[j] x[0]^2  (SHARED: summed
-    into wlo). Unit 0 is in no stage: nothing is propagated."""
+    """s[dlo+d] += w[wlo+d] x[0]     (SHARED: w[wlo] for all d)"""
     ops = plan.ops
     dlo = ops[k, DST_LO]
     wlo = ops[k, W_LO]
     n = ops[k, DST_N]
-    ueps = plan.ueps
+    x0 = x[0]
+    sv = s[dlo:dlo + n]
+    if ops[k, SHARED]:
+        v = w[wlo] * x0
+        for d in range(n):
+            sv[d] += v
+    else:
+        wv = w[wlo:wlo + n]
+        for d in range(n):
+            sv[d] += wv[d] * x0
+
+
+@njit(**_FAST)
+def _bias_backward(plan, k, x, g, acc, ggrad, hq, first, second):
+    """acc[wlo+d] += ueps[j] x[0] g[j];   hq[wlo+d] += ggrad[j] x[0]^2
+    (SHARED: both summed into wlo). Unit 0 is in no stage: nothing propagates."""
+    ops = plan.ops
+    dlo = ops[k, DST_LO]
+    wlo = ops[k, W_LO]
+    n = ops[k, DST_N]
+    ev = plan.ueps[dlo:dlo + n]
+    gv = g[dlo:dlo + n]
+    hv = ggrad[dlo:dlo + n]
     x0 = x[0]
     x2 = x0 * x0
     if ops[k, SHARED]:
         if first:
             t = acc[wlo]
             for d in range(n):
-                t += ueps[dlo + d] * x0 * g[dlo + d]
+                t += ev[d] * x0 * gv[d]
             acc[wlo] = t
         if second:
             t = hq[wlo]
             for d in range(n):
-                t += ggrad[dlo + d] * x2
+                t += hv[d] * x2
             hq[wlo] = t
     else:
         if first:
+            av = acc[wlo:wlo + n]
             for d in range(n):
-                acc[wlo + d] += ueps[dlo + d] * x0 * g[dlo + d]
+                av[d] += ev[d] * x0 * gv[d]
         if second:
+            qv = hq[wlo:wlo + n]
             for d in range(n):
-                hq[wlo + d] += ggrad[dlo + d] * x2
+                qv[d] += hv[d] * x2
 
 
 # ---------------------------------------------------------------------------
-# OP_CONV: windows over planes, shared kernels or local weights
+# OP_CONV: windows over planes, through shared kernels or local weights
 # ---------------------------------------------------------------------------
 
 @njit(**_FAST)
-def _conv_gather(plan, k, x, patch, poff, nsp):
-    """patch[p, t, pos] = x[src plane p + taps[t, pos]]; x[BG] for background taps;
-    0 for absent taps (so they add nothing anywhere)."""
-    ops = plan.ops
-    n = ops[k, DST_N]
-    nt = ops[k, NTAPS]
-    slo = ops[k, SRC_LO]
-    sn = ops[k, SRC_N]
-    aux = ops[k, AUX]
-    xbg = x[ops[k, BG]] if ops[k, BG] >= 0 else x[0] * 0.0
-    zero = x[0] * 0.0
-    taps = plan.taps
-    off = poff[k]
-    for p in range(nsp[k]):
-        base = slo + p * sn
-        for t in range(nt):
-            tb = aux + t * n
-            pb = off + (p * nt + t) * n
-            for pos in range(n):
-                o = taps[tb + pos]
-                if o >= 0:
-                    patch[pb + pos] = x[base + o]
-                elif o == TAP_BG:
-                    patch[pb + pos] = xbg
-                else:
-                    patch[pb + pos] = zero
+def _conv_gather(k, x, wk):
+    """patch[p, t, pos] = x[unit under tap t of position pos in source plane p]
+    (the background unit for background taps, 0 for absent taps)."""
+    patch = wk.patch
+    gidx = wk.gidx
+    for e in range(wk.poff[k], wk.poff[k + 1]):
+        patch[e] = x[gidx[e]]
+    for z in range(wk.zoff[k], wk.zoff[k + 1]):
+        patch[wk.zlist[z]] = 0.0
 
 
 @njit(**_FAST)
-def _conv_forward(plan, k, x, s, w, patch, poff, nsp):
-    """s[q, pos] += sum_t w[wb + t] patch[p, t, pos] for each pair (p, q, wb)
+def _conv_forward(plan, k, x, s, w, wk):
+    """For each pair (p, q, wb):  s[q, pos] += sum_t w[wb + t] patch[p, t, pos]
     (local weights: w[wb + pos*ntaps + t])."""
-    _conv_gather(plan, k, x, patch, poff, nsp)
+    _conv_gather(k, x, wk)
     ops = plan.ops
     n = ops[k, DST_N]
     nt = ops[k, NTAPS]
     dlo = ops[k, DST_LO]
     a2 = ops[k, AUX2]
-    off = poff[k]
-    shared = ops[k, SHARED] != 0
+    off = wk.poff[k]
+    patch = wk.patch
     pairs = plan.pairs
+    shared = ops[k, SHARED] != 0
     for q in range(ops[k, NPAIRS]):
-        ip = pairs[a2 + q, 0]
         so = dlo + pairs[a2 + q, 1] * n
+        pb = off + pairs[a2 + q, 0] * nt * n
         wb = pairs[a2 + q, 2]
-        for t in range(nt):
-            pb = off + (ip * nt + t) * n
-            if shared:
-                wt = w[wb + t]
+        if shared:
+            t = 0
+            while t + 4 <= nt:
+                o = pb + t * n
+                _axpy4(s, so, n, patch, o, o + n, o + 2 * n, o + 3 * n,
+                       w[wb + t], w[wb + t + 1], w[wb + t + 2], w[wb + t + 3])
+                t += 4
+            while t < nt:
+                _axpy1(s, so, n, patch, pb + t * n, w[wb + t])
+                t += 1
+        else:
+            sv = s[so:so + n]
+            for t in range(nt):
+                pv = patch[pb + t * n:pb + t * n + n]
+                wv = w[wb + t:wb + t + n * nt:nt]
                 for pos in range(n):
-                    s[so + pos] += wt * patch[pb + pos]
-            else:
-                for pos in range(n):
-                    s[so + pos] += w[wb + pos * nt + t] * patch[pb + pos]
+                    sv[pos] += wv[pos] * pv[pos]
 
 
 @njit(**_FAST)
-def _conv_backward(plan, k, w, b, g, acc, ggrad, sqb, hq, recv, first, second,
-                   patch, poff, nsp, pg, psq, v1, v2):
-    """For each pair (p, q, wb) and tap t, position pos, with j = unit (q, pos):
-        acc[wb+t] += sum_pos ueps[j] g[j] patch[p,t,pos];  pg[p,t,pos] += w[wb+t] g[j]
-        hq[wb+t]  += sum_pos ggrad[j] patch[p,t,pos]^2;   psq[p,t,pos] += w^2 ggrad[j]
-    then scatter: b[src(p,t,pos)] += pg[p,t,pos], sqb[..] += psq[..] for real taps
-    (background and absent taps, and units that do not receive, get nothing)."""
+def _conv_backward(plan, k, w, b, g, acc, ggrad, sqb, hq, wk, first, second):
+    """For each pair (p, q, wb), tap t, position pos, with j = unit (q, pos):
+    first:  acc[wb+t] += sum_pos ueps[j] g[j] patch[p,t,pos]
+            b[unit under (p,t,pos)] += w[wb+t] g[j]
+    second: hq[wb+t]  += sum_pos ggrad[j] patch[p,t,pos]^2
+            sqb[unit under (p,t,pos)] += w[wb+t]^2 ggrad[j]
+    (local weights: w[wb + pos*ntaps + t], acc and hq likewise). Background and
+    absent taps, and units that do not receive, get no backsum."""
     ops = plan.ops
     n = ops[k, DST_N]
     nt = ops[k, NTAPS]
     dlo = ops[k, DST_LO]
-    slo = ops[k, SRC_LO]
-    sn = ops[k, SRC_N]
     a2 = ops[k, AUX2]
-    aux = ops[k, AUX]
-    off = poff[k]
-    np_ = nsp[k]
-    shared = ops[k, SHARED] != 0
+    off = wk.poff[k]
+    patch = wk.patch
     pairs = plan.pairs
     ueps = plan.ueps
-    taps = plan.taps
-    # does any source unit receive a backsum?
-    prop = False
-    for u in range(slo, slo + np_ * sn):
-        if recv[u]:
-            prop = True
-            break
-    size = np_ * nt * n
-    if prop:
-        if first:
-            pg[:size] = 0.0
-        if second:
-            psq[:size] = 0.0
+    v1 = wk.v1
+    shared = ops[k, SHARED] != 0
+    # weight gradients and curvatures
     for q in range(ops[k, NPAIRS]):
-        ip = pairs[a2 + q, 0]
         so = dlo + pairs[a2 + q, 1] * n
+        pb = off + pairs[a2 + q, 0] * nt * n
         wb = pairs[a2 + q, 2]
         if first:
             for pos in range(n):
                 v1[pos] = ueps[so + pos] * g[so + pos]
-        for t in range(nt):
-            pb = off + (ip * nt + t) * n
-            gb = (ip * nt + t) * n
             if shared:
-                wt = w[wb + t]
-                if first:
-                    a = acc[wb + t]
-                    for pos in range(n):
-                        a += v1[pos] * patch[pb + pos]
-                    acc[wb + t] = a
-                    if prop:
-                        for pos in range(n):
-                            pg[gb + pos] += wt * g[so + pos]
-                if second:
-                    h = hq[wb + t]
-                    for pos in range(n):
-                        pv = patch[pb + pos]
-                        h += ggrad[so + pos] * (pv * pv)
-                    hq[wb + t] = h
-                    if prop:
-                        w2 = wt * wt
-                        for pos in range(n):
-                            psq[gb + pos] += w2 * ggrad[so + pos]
+                t = 0
+                while t + 4 <= nt:
+                    o = pb + t * n
+                    a0, a1, a2_, a3 = _dot4(v1, 0, n, patch, o, o + n, o + 2 * n, o + 3 * n)
+                    acc[wb + t] += a0
+                    acc[wb + t + 1] += a1
+                    acc[wb + t + 2] += a2_
+                    acc[wb + t + 3] += a3
+                    t += 4
+                while t < nt:
+                    acc[wb + t] += _dot1(v1, 0, n, patch, pb + t * n)
+                    t += 1
             else:
-                if first:
+                for t in range(nt):
+                    pv = patch[pb + t * n:pb + t * n + n]
+                    av = acc[wb + t:wb + t + n * nt:nt]
                     for pos in range(n):
-                        acc[wb + pos * nt + t] += v1[pos] * patch[pb + pos]
-                    if prop:
-                        for pos in range(n):
-                            pg[gb + pos] += w[wb + pos * nt + t] * g[so + pos]
-                if second:
+                        av[pos] += v1[pos] * pv[pos]
+        if second:
+            if shared:
+                t = 0
+                while t + 4 <= nt:
+                    o = pb + t * n
+                    a0, a1, a2_, a3 = _dot4sq(ggrad, so, n, patch, o, o + n, o + 2 * n,
+                                              o + 3 * n)
+                    hq[wb + t] += a0
+                    hq[wb + t + 1] += a1
+                    hq[wb + t + 2] += a2_
+                    hq[wb + t + 3] += a3
+                    t += 4
+                while t < nt:
+                    hq[wb + t] += _dot1sq(ggrad, so, n, patch, pb + t * n)
+                    t += 1
+            else:
+                hv = ggrad[so:so + n]
+                for t in range(nt):
+                    pv = patch[pb + t * n:pb + t * n + n]
+                    qv = hq[wb + t:wb + t + n * nt:nt]
                     for pos in range(n):
-                        pv = patch[pb + pos]
-                        hq[wb + pos * nt + t] += ggrad[so + pos] * (pv * pv)
-                    if prop:
-                        for pos in range(n):
-                            wk = w[wb + pos * nt + t]
-                            psq[gb + pos] += (wk * wk) * ggrad[so + pos]
-    if prop:
-        for p in range(np_):
-            base = slo + p * sn
-            for t in range(nt):
-                tb = aux + t * n
-                gb = (p * nt + t) * n
-                for pos in range(n):
-                    o = taps[tb + pos]
-                    if o >= 0 and recv[base + o]:
+                        qv[pos] += hv[pos] * (pv[pos] * pv[pos])
+    if not wk.prop[k]:
+        return
+    # backsums: one patch row (p, t) at a time, summed over the pairs of plane p
+    recv = wk.recv
+    gidx = wk.gidx
+    row = wk.row
+    rowsq = wk.rowsq
+    pord = wk.pord
+    gptr = wk.gptr
+    g0 = wk.goff[k]
+    for p in range(wk.nsp[k]):
+        i0 = gptr[g0 + p]
+        i1 = gptr[g0 + p + 1]
+        if i0 == i1:
+            continue
+        for t in range(nt):
+            for pos in range(n):
+                row[pos] = 0.0
+                rowsq[pos] = 0.0
+            if shared:
+                i = i0
+                while i + 4 <= i1:
+                    r0 = pord[i]
+                    r1 = pord[i + 1]
+                    r2 = pord[i + 2]
+                    r3 = pord[i + 3]
+                    s0 = dlo + pairs[r0, 1] * n
+                    s1 = dlo + pairs[r1, 1] * n
+                    s2 = dlo + pairs[r2, 1] * n
+                    s3 = dlo + pairs[r3, 1] * n
+                    w0 = w[pairs[r0, 2] + t]
+                    w1 = w[pairs[r1, 2] + t]
+                    w2 = w[pairs[r2, 2] + t]
+                    w3 = w[pairs[r3, 2] + t]
+                    if first:
+                        _axpy4(row, 0, n, g, s0, s1, s2, s3, w0, w1, w2, w3)
+                    if second:
+                        _axpy4(rowsq, 0, n, ggrad, s0, s1, s2, s3,
+                               w0 * w0, w1 * w1, w2 * w2, w3 * w3)
+                    i += 4
+                while i < i1:
+                    r0 = pord[i]
+                    s0 = dlo + pairs[r0, 1] * n
+                    w0 = w[pairs[r0, 2] + t]
+                    if first:
+                        _axpy1(row, 0, n, g, s0, w0)
+                    if second:
+                        _axpy1(rowsq, 0, n, ggrad, s0, w0 * w0)
+                    i += 1
+            else:
+                for i in range(i0, i1):
+                    r0 = pord[i]
+                    s0 = dlo + pairs[r0, 1] * n
+                    wv = w[pairs[r0, 2] + t:pairs[r0, 2] + t + n * nt:nt]
+                    gv = g[s0:s0 + n]
+                    hv = ggrad[s0:s0 + n]
+                    for pos in range(n):
                         if first:
-                            b[base + o] += pg[gb + pos]
+                            row[pos] += wv[pos] * gv[pos]
                         if second:
-                            sqb[base + o] += psq[gb + pos]
+                            rowsq[pos] += (wv[pos] * wv[pos]) * hv[pos]
+            e0 = off + (p * nt + t) * n
+            for pos in range(n):
+                u = gidx[e0 + pos]
+                if recv[u]:
+                    if first:
+                        b[u] += row[pos]
+                    if second:
+                        sqb[u] += rowsq[pos]
 
 
 # ---------------------------------------------------------------------------
@@ -641,7 +886,7 @@ def _conv_backward(plan, k, w, b, g, acc, ggrad, sqb, hq, recv, first, second,
 # ---------------------------------------------------------------------------
 
 @njit(**_FAST)
-def _forward(plan, x, s, w, patch, poff, nsp):
+def _forward(plan, x, s, w, wk):
     ops = plan.ops
     stages = plan.stages
     for st in range(stages.shape[0]):
@@ -652,7 +897,7 @@ def _forward(plan, x, s, w, patch, poff, nsp):
         for k in range(stages[st, ST_OP_LO], stages[st, ST_OP_HI]):
             kind = ops[k, KIND]
             if kind == OP_CONV:
-                _conv_forward(plan, k, x, s, w, patch, poff, nsp)
+                _conv_forward(plan, k, x, s, w, wk)
             elif kind == OP_FULL:
                 _full_forward(plan, k, x, s, w)
             elif kind == OP_BIAS:
@@ -663,12 +908,12 @@ def _forward(plan, x, s, w, patch, poff, nsp):
 
 
 @njit(**_FAST)
-def _backprop(plan, x, s, w, b, g, acc, ggrad, sqb, hq, first, second, lm,
-              poff, nsp, recv, patch, pg, psq, v1, v2):
-    """One reverse pass over the stages: the first-order pass (g, b, acc) when
-    `first`, the second-order pass (ggrad, sqb, hq) when `second`."""
+def _backprop(plan, x, s, w, b, g, acc, ggrad, sqb, hq, first, second, lm, wk):
+    """One reverse pass over the stages: first-order (g, b, acc) when `first`,
+    second-order (ggrad, sqb, hq) when `second`."""
     ops = plan.ops
     stages = plan.stages
+    recv = wk.recv
     for j in range(x.shape[0]):
         if recv[j]:
             if first:
@@ -689,90 +934,102 @@ def _backprop(plan, x, s, w, b, g, acc, ggrad, sqb, hq, first, second, lm,
         for k in range(stages[st, ST_OP_LO], stages[st, ST_OP_HI]):
             kind = ops[k, KIND]
             if kind == OP_CONV:
-                _conv_backward(plan, k, w, b, g, acc, ggrad, sqb, hq, recv, first,
-                               second, patch, poff, nsp, pg, psq, v1, v2)
+                _conv_backward(plan, k, w, b, g, acc, ggrad, sqb, hq, wk, first, second)
             elif kind == OP_FULL:
-                _full_backward(plan, k, x, w, b, g, acc, ggrad, sqb, hq, recv,
-                               first, second, v1, v2)
+                _full_backward(plan, k, x, w, b, g, acc, ggrad, sqb, hq, wk, first,
+                               second)
             elif kind == OP_BIAS:
-                _bias_backward(plan, k, x, acc, ggrad, hq, g, first, second)
+                _bias_backward(plan, k, x, g, acc, ggrad, hq, first, second)
             else:
                 _sparse_backward(plan, k, x, w, b, g, acc, ggrad, sqb, hq, recv,
                                  first, second)
 
 
 @njit(**_FAST)
-def _regather(plan, x, patch, poff, nsp):
+def _gather_all(plan, x, wk):
     ops = plan.ops
     for k in range(ops.shape[0]):
         if ops[k, KIND] == OP_CONV:
-            _conv_gather(plan, k, x, patch, poff, nsp)
+            _conv_gather(k, x, wk)
 
 
 @njit(**_SAFE)
 def forward(plan, x, s, w):
-    """Forward pass over all stages in order (x of input/constant units already set):
-        s[j] = sum_c w[k_c] x[i_c]  over the connections into j;   x[j] = f(s[j])."""
-    poff, nsp, recv, patch, pg, psq, v1, v2 = _new_work(plan, x)
-    _forward(plan, x, s, w, patch, poff, nsp)
+    """Forward pass, stages in order (x of input and constant units already set):
+        s[j] = sum_c w[k_c] x[i_c]  over the connections into j;   x[j] = f(s[j])"""
+    wk = _workspace(plan, x)
+    _forward(plan, x, s, w, wk)
 
 
 @njit(**_SAFE)
 def backward(plan, x, s, w, b, g, acc):
     """First-order backward pass, stages in reverse (b of output units set by the cost):
         g[j] = b[j] f'(s[j]);   b[i] = sum_c w[k_c] g[j_c]  (hidden units)
-        acc[k_c] += eps_c x[i_c] g[j_c]."""
-    poff, nsp, recv, patch, pg, psq, v1, v2 = _new_work(plan, x)
-    _regather(plan, x, patch, poff, nsp)
-    _backprop(plan, x, s, w, b, g, acc, g, g, acc, True, False, False,
-              poff, nsp, recv, patch, pg, psq, v1, v2)
+        acc[k_c] += eps_c x[i_c] g[j_c]"""
+    wk = _workspace(plan, x)
+    _gather_all(plan, x, wk)
+    _backprop(plan, x, s, w, b, g, acc, g, g, acc, True, False, False, wk)
 
 
 @njit(**_SAFE)
 def backward2(plan, x, s, w, b, ggrad, sqb, hq, lm):
     """Second-order backward pass ("backward-2-prop"), stages in reverse:
-        sqb[o] = 1 (outputs);  sqb[i] = sum_c w[k_c]^2 ggrad[j_c]  (hidden units)
-        ggrad[j] = sqb[j] f'(s[j])^2 - b[j] f''(s[j])   (lm: without the f'' term)
-        hq[k_c] += ggrad[j_c] x[i_c]^2."""
-    poff, nsp, recv, patch, pg, psq, v1, v2 = _new_work(plan, x)
-    _regather(plan, x, patch, poff, nsp)
-    _backprop(plan, x, s, w, b, ggrad, hq, ggrad, sqb, hq, False, True, lm,
-              poff, nsp, recv, patch, pg, psq, v1, v2)
+        sqb[o] = 1 (outputs);   sqb[i] = sum_c w[k_c]^2 ggrad[j_c]  (hidden units)
+        ggrad[j] = sqb[j] f'(s[j])^2 - b[j] f''(s[j])    (lm: without the f'' term)
+        hq[k_c] += ggrad[j_c] x[i_c]^2"""
+    wk = _workspace(plan, x)
+    _gather_all(plan, x, wk)
+    _backprop(plan, x, s, w, b, ggrad, hq, ggrad, sqb, hq, False, True, lm, wk)
 
 
 @njit(**_FAST)
 def update(w, delta, acc, hess, hq, mode, alpha, decay, mu, gamma):
     """Weight update after one pattern; clears acc and hq. Returns True when every
     updated weight is finite.
-        Newton/LM (mode 1, 2): hess = (1 - gamma) hess + gamma hq
-        step = acc (SGD, mode 0)  or  acc / (mu + |hess|)
-        delta = alpha delta + (1 - alpha) step       (delta = step when alpha = 0)
+        Newton / LM (mode 1, 2):  hess = (1 - gamma) hess + gamma hq
+        step = acc  (SGD, mode 0)   or   acc / (mu + |hess|)
+        delta = alpha delta + (1 - alpha) step      (delta = step when alpha = 0)
         w = (1 - decay) w + delta"""
-    chk = w[0] * 0.0 if w.shape[0] > 0 else 0.0
-    second = mode != MODE_SGD
-    for k in range(w.shape[0]):
-        st = acc[k]
-        if second:
-            h = (1.0 - gamma) * hess[k] + gamma * hq[k]
+    ft = w.dtype.type
+    one = ft(1.0)
+    al = ft(alpha)
+    oma = ft(1.0 - alpha)
+    omd = ft(1.0 - decay)
+    m = ft(mu)
+    ga = ft(gamma)
+    omg = ft(1.0 - gamma)
+    chk = ft(0.0)
+    n = w.shape[0]
+    if mode != MODE_SGD:
+        for k in range(n):
+            h = omg * hess[k] + ga * hq[k]
             hess[k] = h
-            st = st / (mu + abs(h))
+            acc[k] = acc[k] / (m + abs(h))
             hq[k] = 0.0
-        if alpha != 0.0:
-            st = alpha * delta[k] + (1.0 - alpha) * st
-        delta[k] = st
-        if decay != 0.0:
-            v = (1.0 - decay) * w[k] + st
-        else:
-            v = w[k] + st
-        w[k] = v
+    if alpha != 0.0:
+        for k in range(n):
+            delta[k] = al * delta[k] + oma * acc[k]
+    else:
+        for k in range(n):
+            delta[k] = acc[k]
+    if decay != 0.0:
+        for k in range(n):
+            v = omd * w[k] + delta[k]
+            w[k] = v
+            chk += v * ft(0.0)
+    else:
+        for k in range(n):
+            v = w[k] + delta[k]
+            w[k] = v
+            chk += v * ft(0.0)
+    for k in range(n):
         acc[k] = 0.0
-        chk += v * 0.0
-    return chk == 0.0
+    return chk == 0.0 and one == one
 
 
 @njit(**_SAFE)
 def present_pattern(plan, x, row):
-    """x[input_units[i]] = row[i]."""
+    """x[input_units[i]] = row[i]"""
     inp = plan.input_units
     for i in range(inp.shape[0]):
         x[inp[i]] = row[i]
@@ -780,8 +1037,8 @@ def present_pattern(plan, x, row):
 
 @njit(**_SAFE)
 def lms_cost(plan, x, b, row):
-    """b[o] = d_o - x_o for the output units; returns the local error
-    E / n_out with E = 1/2 sum_o (d_o - x_o)^2."""
+    """b[o] = d_o - x_o for the output units (row = desired values); returns the
+    local error E / n_out, E = 1/2 sum_o (d_o - x_o)^2."""
     out = plan.output_units
     e = 0.0
     for i in range(out.shape[0]):
@@ -797,26 +1054,24 @@ def train_patterns(plan, bufs, patterns, desired, order, mode, alpha, decay, mu,
     """On-line training over the pattern numbers in `order`. For each p:
     x[inputs] = patterns[p]; forward; b[o] = desired[p] - x[o]; backward;
     backward2 (mode 1 Newton, 2 LM); update. Returns (sum of local errors,
-    number of patterns done, position in `order` of the first pattern whose local
-    error or updated weights are not finite, or -1). It stops at that pattern."""
+    number of patterns done, position in `order` of the first pattern whose
+    local error or updated weights are not finite, or -1); stops there."""
     x = bufs.x
-    poff, nsp, recv, patch, pg, psq, v1, v2 = _new_work(plan, x)
+    wk = _workspace(plan, x)
     second = mode != MODE_SGD
     lm = mode == MODE_LM
     tot = 0.0
     for i in range(order.shape[0]):
         p = order[i]
         present_pattern(plan, x, patterns[p])
-        _forward(plan, x, bufs.s, bufs.w, patch, poff, nsp)
+        _forward(plan, x, bufs.s, bufs.w, wk)
         e = lms_cost(plan, x, bufs.b, desired[p])
         if not np.isfinite(e):
             return tot, i, i
         _backprop(plan, x, bufs.s, bufs.w, bufs.b, bufs.g, bufs.acc, bufs.ggrad,
-                  bufs.sqb, bufs.hq, True, second, lm,
-                  poff, nsp, recv, patch, pg, psq, v1, v2)
-        ok = update(bufs.w, bufs.delta, bufs.acc, bufs.hess, bufs.hq, mode, alpha,
-                    decay, mu, gamma)
-        if not ok:
+                  bufs.sqb, bufs.hq, True, second, lm, wk)
+        if not update(bufs.w, bufs.delta, bufs.acc, bufs.hess, bufs.hq, mode, alpha,
+                      decay, mu, gamma):
             return tot, i, i
         tot += e
     return tot, order.shape[0], -1
@@ -824,17 +1079,18 @@ def train_patterns(plan, bufs, patterns, desired, order, mode, alpha, decay, mu,
 
 @njit(**_SAFE)
 def evaluate(plan, x, s, w, patterns, desired, lo, hi, out_err, out_class, out_sign):
-    """Forward only for patterns lo <= p < hi: out_err[p] = local error
-    (1/2 sum_o (d_o - x_o)^2 / n_out), out_class[p] = argmax_o x_o (first maximum),
-    out_sign[p] = 1 if (x_o > 0) == (d_o > 0) for every output o, else 0.
+    """Forward only, for the patterns lo <= p < hi:
+        out_err[p] = 1/2 sum_o (d_o - x_o)^2 / n_out        (local error)
+        out_class[p] = argmax_o x_o                          (first maximum)
+        out_sign[p] = 1 if (x_o > 0) == (d_o > 0) for every output o, else 0
     Returns the sum of the local errors."""
-    poff, nsp, recv, patch, pg, psq, v1, v2 = _new_work(plan, x)
+    wk = _workspace(plan, x)
     out = plan.output_units
     nout = out.shape[0]
     tot = 0.0
     for p in range(lo, hi):
         present_pattern(plan, x, patterns[p])
-        _forward(plan, x, s, w, patch, poff, nsp)
+        _forward(plan, x, s, w, wk)
         e = 0.0
         best = 0
         ok = 1

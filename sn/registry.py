@@ -9,6 +9,8 @@ REGISTRY = {}
 
 LIBRARY_MODULES = [
     "sn.builtins",
+    "sn.netlib",
+    "sn.connect",
 ]
 
 
