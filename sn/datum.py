@@ -67,6 +67,29 @@ class _Unbound:
 UNBOUND = _Unbound()
 
 
+class Deferred:
+    """A value computed on first use (a data set read only when a program
+    touches it). Reading a variable that holds one forces it and stores the
+    result in the variable."""
+
+    __slots__ = ("what", "compute")
+
+    def __init__(self, what, compute):
+        self.what = what
+        self.compute = compute
+
+    def __repr__(self):
+        return f"::deferred:{self.what}"
+
+
+def force(sym):
+    """The value of `sym`, computing it first if it is Deferred."""
+    value = sym.value
+    if type(value) is Deferred:
+        value = sym.value = value.compute()
+    return value
+
+
 class Cons:
     """A pair. `loc` is set by the reader: on the first cell of a list it is
     the location of the opening bracket, on the others that of their car."""

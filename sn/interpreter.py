@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from .datum import UNBOUND, Cons, Keyword, Symbol, is_number, py_list, to_string
+from .datum import UNBOUND, Cons, Deferred, Keyword, Symbol, force, is_number, py_list, to_string
 from .errors import SNError
 from .reader import read_all
 from .registry import LIBRARY_MODULES, REGISTRY, Builtin, Special, special
@@ -112,7 +112,7 @@ class Interpreter:
         return sym
 
     def get(self, name, default=UNBOUND):
-        value = self.intern(name).value
+        value = force(self.intern(name))
         if value is UNBOUND:
             if default is UNBOUND:
                 raise SNError(f"unbound variable: {name}")
@@ -194,6 +194,8 @@ class Interpreter:
             value = x.value
             if value is UNBOUND:
                 raise SNError(f"unbound variable: {x.name}")
+            if type(value) is Deferred:
+                return force(x)
             return value
         return x
 
@@ -255,6 +257,8 @@ class Interpreter:
                 value = arg.value
                 if value is UNBOUND:
                     raise SNError(f"unbound variable: {arg.name}", cell.loc)
+                if type(value) is Deferred:
+                    value = force(arg)
                 args.append(value)
             else:
                 args.append(arg)
