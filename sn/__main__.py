@@ -30,6 +30,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except BrokenPipeError:  # output piped into a program that stopped reading
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 def _parser():
@@ -47,7 +50,50 @@ def _parser():
                           description="Load FILE if given, then read, evaluate and print.")
     repl.add_argument("files", nargs="?", metavar="FILE", default=None)
     repl.set_defaults(action=_repl)
+
+    info = sub.add_parser("info", help="layers, units, connections and weights of a network",
+                          description="Evaluate FILE's definitions (no training, no data "
+                                      "needed) and describe its network, layer by layer.")
+    info.add_argument("files", metavar="FILE")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(action=_info)
+
+    train = sub.add_parser("train", help="train a network file: call its (train)",
+                           description="Load FILE, call its (de train () ...), print the "
+                                       "training and test results, write weights and perf-file.")
+    train.add_argument("files", metavar="FILE")
+    train.add_argument("--passes", type=_positive, metavar="N",
+                       help="number of passes (sets the variable passes)")
+    train.add_argument("--seed", type=int, metavar="S", help="seed of the random state (default 0)")
+    train.add_argument("--save", metavar="W", help="weight file to write (default FILE's name .wei)")
+    train.add_argument("--report", metavar="R.json", help="write the results as JSON")
+    train.set_defaults(action=_train)
     return parser
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return value
+
+
+def _info(args):
+    from .info import as_json, as_table, summary
+    interp = Interpreter()
+    interp.load(os.path.abspath(args.files))
+    info = summary(interp)
+    print(as_json(info) if args.json else as_table(info, args.files))
+    return 0
+
+
+def _train(args):
+    from .train import run
+    run(args.files, passes=args.passes, seed=args.seed, save=args.save, report=args.report)
+    return 0
 
 
 def _run(args):

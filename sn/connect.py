@@ -520,7 +520,7 @@ def one2one_table(n):
 def conn_table(interp, args):
     """(conn-table ((in-planes) (out-planes)) ...): every in-plane of a group
     to every out-plane of the same group. A group written as two lists of
-    numbers is taken as it is; any other group is evaluated."""
+    plane numbers is taken as it is; any other group is evaluated."""
     pairs = []
     for group in (args or []):
         if not _literal_group(group):
@@ -536,6 +536,5 @@ def conn_table(interp, args):
 
 def _literal_group(group):
     items = list(group) if isinstance(group, Cons) else []
-    return len(items) == 2 and all(
-        x is None or (isinstance(x, Cons) and all(is_number(v) for v in x)) for x in items)
+    return len(items) == 2 and all(is_list(x) for x in items)
 

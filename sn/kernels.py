@@ -262,7 +262,8 @@ def _nlf_backward2(nlf, s, b, sqb, ggrad, lo, hi, lm):
 
 
 # ---------------------------------------------------------------------------
-# Small vector primitives (inlined; contiguous loops that vectorise)
+# Small vector primitives: contiguous loops over unsigned offsets (no wraparound
+# checks), inlined into the op kernels so that LLVM vectorises them.
 # ---------------------------------------------------------------------------
 
 @njit(inline="always", **_FAST)
@@ -272,6 +273,16 @@ def _axpy1(y, yo, n, x, xo, c):
     xo = uint64(xo)
     for i in range(uint64(n)):
         y[yo + i] += c * x[xo + i]
+
+
+@njit(inline="always", **_FAST)
+def _axpy1sq(y, yo, n, x, xo, c):
+    """y[yo:yo+n] += c x[xo:xo+n]^2"""
+    yo = uint64(yo)
+    xo = uint64(xo)
+    for i in range(uint64(n)):
+        xi = x[xo + i]
+        y[yo + i] += c * (xi * xi)
 
 
 @njit(inline="always", **_FAST)
@@ -287,6 +298,55 @@ def _axpy4(y, yo, n, x, o0, o1, o2, o3, c0, c1, c2, c3):
 
 
 @njit(inline="always", **_FAST)
+def _axpy4sq(y, yo, n, x, o0, o1, o2, o3, c0, c1, c2, c3):
+    """y[yo:yo+n] += sum_k c_k x[o_k:o_k+n]^2"""
+    yo = uint64(yo)
+    o0 = uint64(o0)
+    o1 = uint64(o1)
+    o2 = uint64(o2)
+    o3 = uint64(o3)
+    for i in range(uint64(n)):
+        x0 = x[o0 + i]
+        x1 = x[o1 + i]
+        x2 = x[o2 + i]
+        x3 = x[o3 + i]
+        y[yo + i] += c0 * (x0 * x0) + c1 * (x1 * x1) + c2 * (x2 * x2) + c3 * (x3 * x3)
+
+
+@njit(inline="always", **_FAST)
+def _outer4(y, o0, o1, o2, o3, n, x, xo, c0, c1, c2, c3):
+    """y[o_k:o_k+n] += c_k x[xo:xo+n]   for k = 0..3"""
+    o0 = uint64(o0)
+    o1 = uint64(o1)
+    o2 = uint64(o2)
+    o3 = uint64(o3)
+    xo = uint64(xo)
+    for i in range(uint64(n)):
+        xi = x[xo + i]
+        y[o0 + i] += c0 * xi
+        y[o1 + i] += c1 * xi
+        y[o2 + i] += c2 * xi
+        y[o3 + i] += c3 * xi
+
+
+@njit(inline="always", **_FAST)
+def _outer4sq(y, o0, o1, o2, o3, n, x, xo, c0, c1, c2, c3):
+    """y[o_k:o_k+n] += c_k x[xo:xo+n]^2   for k = 0..3"""
+    o0 = uint64(o0)
+    o1 = uint64(o1)
+    o2 = uint64(o2)
+    o3 = uint64(o3)
+    xo = uint64(xo)
+    for i in range(uint64(n)):
+        xi = x[xo + i]
+        x2 = xi * xi
+        y[o0 + i] += c0 * x2
+        y[o1 + i] += c1 * x2
+        y[o2 + i] += c2 * x2
+        y[o3 + i] += c3 * x2
+
+
+@njit(inline="always", **_FAST)
 def _dot1(v, vo, n, x, xo):
     """sum_i v[vo+i] x[xo+i]"""
     vo = uint64(vo)
@@ -298,8 +358,20 @@ def _dot1(v, vo, n, x, xo):
 
 
 @njit(inline="always", **_FAST)
+def _dot1sq(v, vo, n, x, xo):
+    """sum_i v[vo+i] x[xo+i]^2"""
+    vo = uint64(vo)
+    xo = uint64(xo)
+    a = v.dtype.type(0)
+    for i in range(uint64(n)):
+        xi = x[xo + i]
+        a += v[vo + i] * (xi * xi)
+    return a
+
+
+@njit(inline="always", **_FAST)
 def _dot4(v, vo, n, x, o0, o1, o2, o3):
-    """(sum_i v[vo+i] x[o_k+i])  for k = 0..3"""
+    """(sum_i v[vo+i] x[o_k+i])   for k = 0..3"""
     vo = uint64(vo)
     o0 = uint64(o0)
     o1 = uint64(o1)
@@ -319,20 +391,8 @@ def _dot4(v, vo, n, x, o0, o1, o2, o3):
 
 
 @njit(inline="always", **_FAST)
-def _dot1sq(v, vo, n, x, xo):
-    """sum_i v[vo+i] x[xo+i]^2"""
-    vo = uint64(vo)
-    xo = uint64(xo)
-    a = v.dtype.type(0)
-    for i in range(uint64(n)):
-        xi = x[xo + i]
-        a += v[vo + i] * (xi * xi)
-    return a
-
-
-@njit(inline="always", **_FAST)
 def _dot4sq(v, vo, n, x, o0, o1, o2, o3):
-    """(sum_i v[vo+i] x[o_k+i]^2)  for k = 0..3"""
+    """(sum_i v[vo+i] x[o_k+i]^2)   for k = 0..3"""
     vo = uint64(vo)
     o0 = uint64(o0)
     o1 = uint64(o1)
@@ -356,23 +416,39 @@ def _dot4sq(v, vo, n, x, o0, o1, o2, o3):
 
 
 # ---------------------------------------------------------------------------
-# Workspace: derived from the plan once per kernel call
+# Workspace: index arrays derived from the plan, and scratch buffers
 # ---------------------------------------------------------------------------
+#
+# A conv op's windows are gathered into a patch buffer, in one of two layouts:
+#   tap-major  patch[p, t, pos]   when positions are many and kernels short (loops
+#                                 over positions), e.g. 5x5 kernels over 8x8 planes;
+#   pos-major  patch[pos, p, t]   when consecutive pairs of one output plane use
+#                                 consecutive input planes and consecutive weights
+#                                 ("runs", e.g. 8 pairs x 25 taps = 200), so that the
+#                                 loops run along a whole run.
+# The backward pass accumulates the patch gradient pg (and psq) in the same layout and
+# scatters it through a list of (patch element, receiving unit).
 
 Work = namedtuple("Work", [
     "recv",    # uint8 [nunits]  1 if the unit accumulates a backsum (in a stage, not output)
     "prop",    # uint8 [nops]    1 if some source unit of the op receives
+    "posmaj",  # uint8 [nops]    conv op uses the pos-major layout
     "poff",    # int64 [nops+1]  offset of each conv op's patch in `patch`
     "nsp",     # int64 [nops]    number of source planes of each conv op
     "gidx",    # int32 [npatch]  unit read by each patch element (BG, or 0 if absent)
     "zoff",    # int64 [nops+1]  range of each op in `zlist`
     "zlist",   # int64           patch elements of absent taps (kept at 0)
-    "goff",    # int64 [nops]    start of each conv op's in-plane groups in `gptr`
-    "gptr",    # int64           pairs of in-plane p of op k: pord[gptr[goff+p]:gptr[goff+p+1]]
+    "soff",    # int64 [nops+1]  range of each op in the scatter list
+    "sidx",    # int64           patch element (relative to the op's patch) ...
+    "sdst",    # int64           ... and the receiving unit it adds into
+    "goff",    # int64 [nops]    tap-major: start of the op's in-plane groups in `gptr`
+    "gptr",    # int64           pairs of in-plane p: pord[gptr[goff+p]:gptr[goff+p+1]]
     "pord",    # int64           pair rows sorted by in-plane, per op
+    "roff",    # int64 [nops+1]  pos-major: range of the op's runs
+    "runs",    # int64 [nruns,4] (out_plane, first in_plane, number of pairs, w_base)
     "patch",   # ft [npatch]     gathered windows
-    "row",     # ft              one patch row of backsum (first order)
-    "rowsq",   # ft              one patch row of backsum (second order)
+    "pg",      # ft              patch gradient of one op (first order)
+    "psq",     # ft              patch gradient of one op (second order)
     "v1",      # ft              ueps * g of one destination block
 ])
 
@@ -392,26 +468,40 @@ def _workspace(plan, x):
     for o in plan.output_units:
         recv[o] = 0
     prop = np.zeros(nops, np.uint8)
+    posmaj = np.zeros(nops, np.uint8)
     poff = np.zeros(nops + 1, np.int64)
     zoff = np.zeros(nops + 1, np.int64)
+    soff = np.zeros(nops + 1, np.int64)
+    roff = np.zeros(nops + 1, np.int64)
     nsp = np.zeros(nops, np.int64)
     goff = np.zeros(nops, np.int64)
     ngrp = 0
     vec = 1
+    big = 1
+    # pass 1: sizes
     for k in range(nops):
         n = ops[k, DST_N]
+        nt = ops[k, NTAPS]
         poff[k + 1] = poff[k]
         zoff[k + 1] = zoff[k]
+        soff[k + 1] = soff[k]
+        roff[k + 1] = roff[k]
         vec = max(vec, n)
         kind = ops[k, KIND]
+        lo = 0
+        hi = 0
         if kind == OP_CONV:
+            a2 = ops[k, AUX2]
+            npairs = ops[k, NPAIRS]
             m = 0
-            for q in range(ops[k, NPAIRS]):
-                m = max(m, pairs[ops[k, AUX2] + q, 0] + 1)
+            for q in range(npairs):
+                m = max(m, pairs[a2 + q, 0] + 1)
             nsp[k] = m
-            poff[k + 1] += m * ops[k, NTAPS] * n
+            size = m * nt * n
+            poff[k + 1] += size
+            big = max(big, size)
             nz = 0
-            for i in range(ops[k, NTAPS] * n):
+            for i in range(nt * n):
                 o = taps[ops[k, AUX] + i]
                 if o < 0 and (o != TAP_BG or ops[k, BG] < 0):
                     nz += 1
@@ -420,22 +510,30 @@ def _workspace(plan, x):
             ngrp += m + 1
             lo = ops[k, SRC_LO]
             hi = lo + m * ops[k, SRC_N]
+            roff[k + 1] += npairs
+            for p in range(m):
+                for i in range(nt * n):
+                    o = taps[ops[k, AUX] + i]
+                    if o >= 0 and recv[lo + p * ops[k, SRC_N] + o]:
+                        soff[k + 1] += 1
         elif kind == OP_FULL:
             lo = ops[k, SRC_LO]
             hi = lo + ops[k, SRC_N]
-        else:
-            lo = 0
-            hi = 0
         for u in range(lo, hi):
             if recv[u]:
                 prop[k] = 1
                 break
     gidx = np.zeros(poff[nops], np.int32)
     zlist = np.zeros(zoff[nops], np.int64)
+    sidx = np.zeros(soff[nops], np.int64)
+    sdst = np.zeros(soff[nops], np.int64)
     gptr = np.zeros(ngrp + 1, np.int64)
     pord = np.zeros(pairs.shape[0], np.int64)
+    runs = np.zeros((roff[nops], 4), np.int64)
+    # pass 2: fill
     for k in range(nops):
         if ops[k, KIND] != OP_CONV:
+            roff[k + 1] = roff[k]
             continue
         n = ops[k, DST_N]
         nt = ops[k, NTAPS]
@@ -443,33 +541,69 @@ def _workspace(plan, x):
         sn = ops[k, SRC_N]
         bg = ops[k, BG]
         a2 = ops[k, AUX2]
+        npairs = ops[k, NPAIRS]
+        m = nsp[k]
+        # runs of pairs: same out plane, consecutive in planes and weights
+        key = np.empty(npairs, np.int64)
+        for q in range(npairs):
+            key[q] = pairs[a2 + q, 1] * (m + 1) + pairs[a2 + q, 0]
+        srt = np.argsort(key, kind="mergesort")
+        nr = 0
+        r0 = roff[k]
+        for i in range(npairs):
+            pq = a2 + srt[i]
+            if (nr > 0 and runs[r0 + nr - 1, 0] == pairs[pq, 1]
+                    and runs[r0 + nr - 1, 1] + runs[r0 + nr - 1, 2] == pairs[pq, 0]
+                    and runs[r0 + nr - 1, 3] + runs[r0 + nr - 1, 2] * nt == pairs[pq, 2]):
+                runs[r0 + nr - 1, 2] += 1
+            else:
+                runs[r0 + nr, 0] = pairs[pq, 1]
+                runs[r0 + nr, 1] = pairs[pq, 0]
+                runs[r0 + nr, 2] = 1
+                runs[r0 + nr, 3] = pairs[pq, 2]
+                nr += 1
+        roff[k + 1] = r0 + nr
+        pm = ops[k, SHARED] != 0 and npairs * nt >= 2 * n * nr
+        posmaj[k] = 1 if pm else 0
+        # gather and scatter maps
         z = zoff[k]
-        for p in range(nsp[k]):
-            for i in range(nt * n):
-                o = taps[ops[k, AUX] + i]
-                e = poff[k] + p * nt * n + i
-                if o >= 0:
-                    gidx[e] = slo + p * sn + o
-                elif o == TAP_BG and bg >= 0:
-                    gidx[e] = bg
-                else:
-                    zlist[z] = e
-                    z += 1
-        # pairs grouped by in-plane (counting sort), stored at pord[a2:a2+npairs]
+        sc = soff[k]
+        for p in range(m):
+            for t in range(nt):
+                for pos in range(n):
+                    o = taps[ops[k, AUX] + t * n + pos]
+                    if pm:
+                        e = (pos * m + p) * nt + t
+                    else:
+                        e = (p * nt + t) * n + pos
+                    if o >= 0:
+                        u = slo + p * sn + o
+                        gidx[poff[k] + e] = u
+                        if recv[u]:
+                            sidx[sc] = e
+                            sdst[sc] = u
+                            sc += 1
+                    elif o == TAP_BG and bg >= 0:
+                        gidx[poff[k] + e] = bg
+                    else:
+                        zlist[z] = poff[k] + e
+                        z += 1
+        # tap-major: pairs grouped by in-plane (counting sort)
         g0 = goff[k]
-        for q in range(ops[k, NPAIRS]):
+        for q in range(npairs):
             gptr[g0 + pairs[a2 + q, 0] + 1] += 1
         gptr[g0] = a2
-        for p in range(nsp[k]):
+        for p in range(m):
             gptr[g0 + p + 1] += gptr[g0 + p]
-        fill = gptr[g0:g0 + nsp[k]].copy()
-        for q in range(ops[k, NPAIRS]):
+        fill = gptr[g0:g0 + m].copy()
+        for q in range(npairs):
             p = pairs[a2 + q, 0]
             pord[fill[p]] = a2 + q
             fill[p] += 1
-    patch = np.zeros(poff[nops], x.dtype)
-    return Work(recv, prop, poff, nsp, gidx, zoff, zlist, goff, gptr, pord, patch,
-                np.zeros(vec, x.dtype), np.zeros(vec, x.dtype), np.zeros(vec, x.dtype))
+    return Work(recv, prop, posmaj, poff, nsp, gidx, zoff, zlist, soff, sidx, sdst,
+                goff, gptr, pord, roff, runs[:roff[nops]],
+                np.zeros(poff[nops], x.dtype), np.zeros(big, x.dtype),
+                np.zeros(big, x.dtype), np.zeros(vec, x.dtype))
 
 
 def workspace_size(plan, dtype=np.float64):
@@ -480,12 +614,12 @@ def workspace_size(plan, dtype=np.float64):
 
 # ---------------------------------------------------------------------------
 # OP_SPARSE: generic CSR connections
+# (indirect loops: scalar with four partial sums beats vector gathers)
 # ---------------------------------------------------------------------------
 
 @njit(**_SAFE)
 def _sparse_forward(plan, k, x, s, w):
-    """s[j] += sum_c w[csr_w[c]] x[csr_src[c]]   over the row of j.
-    (Four partial sums; indirect loops are faster scalar than with gathers.)"""
+    """s[j] += sum_c w[csr_w[c]] x[csr_src[c]]   over the row of j"""
     ops = plan.ops
     lo = ops[k, DST_LO]
     base = ops[k, AUX]
@@ -514,9 +648,10 @@ def _sparse_forward(plan, k, x, s, w):
 
 @njit(**_SAFE)
 def _sparse_backward(plan, k, x, w, b, g, acc, ggrad, sqb, hq, recv, first, second):
-    """first:  acc[k_c] += eps_c x[i_c] g[j];   b[i_c] += w[k_c] g[j]
-    second: hq[k_c] += ggrad[j] x[i_c]^2;    sqb[i_c] += w[k_c]^2 ggrad[j]
-    (b, sqb only for receiving units i_c)."""
+    """For each connection c = (i, j, weight kc, epsilon eps_c) of the op:
+    first:  acc[kc] += eps_c x[i] g[j];      b[i] += w[kc] g[j]
+    second: hq[kc] += ggrad[j] x[i]^2;       sqb[i] += w[kc]^2 ggrad[j]
+    (b and sqb only for receiving units i)"""
     ops = plan.ops
     lo = ops[k, DST_LO]
     base = ops[k, AUX]
@@ -532,20 +667,20 @@ def _sparse_backward(plan, k, x, w, b, g, acc, ggrad, sqb, hq, recv, first, seco
             gj = g[j]
             for c in range(c0, c1):
                 i = src[c]
-                kk = wi[c]
-                acc[kk] += eps[c] * x[i] * gj
+                kc = wi[c]
+                acc[kc] += eps[c] * x[i] * gj
                 if recv[i]:
-                    b[i] += w[kk] * gj
+                    b[i] += w[kc] * gj
         if second:
             hj = ggrad[j]
             for c in range(c0, c1):
                 i = src[c]
-                kk = wi[c]
+                kc = wi[c]
                 xi = x[i]
-                hq[kk] += hj * (xi * xi)
+                hq[kc] += hj * (xi * xi)
                 if recv[i]:
-                    wk = w[kk]
-                    sqb[i] += (wk * wk) * hj
+                    wc = w[kc]
+                    sqb[i] += (wc * wc) * hj
 
 
 # ---------------------------------------------------------------------------
@@ -589,44 +724,51 @@ def _full_backward(plan, k, x, w, b, g, acc, ggrad, sqb, hq, wk, first, second):
     if first:
         for d in range(n):
             v1[d] = ueps[dlo + d] * g[dlo + d]
-        for i in range(m):
-            _axpy1(acc, wlo + i * n, n, v1, 0, x[slo + i])
-    if second:
-        for i in range(m):
-            xi = x[slo + i]
-            _axpy1(hq, wlo + i * n, n, ggrad, dlo, xi * xi)
-    if not wk.prop[k]:
-        return
     i = 0
     while i + 4 <= m:
         r = wlo + i * n
+        x0 = x[slo + i]
+        x1 = x[slo + i + 1]
+        x2 = x[slo + i + 2]
+        x3 = x[slo + i + 3]
         if first:
-            a0, a1, a2, a3 = _dot4(g, dlo, n, w, r, r + n, r + 2 * n, r + 3 * n)
-            if recv[slo + i]:
-                b[slo + i] += a0
-            if recv[slo + i + 1]:
-                b[slo + i + 1] += a1
-            if recv[slo + i + 2]:
-                b[slo + i + 2] += a2
-            if recv[slo + i + 3]:
-                b[slo + i + 3] += a3
+            _outer4(acc, r, r + n, r + 2 * n, r + 3 * n, n, v1, 0, x0, x1, x2, x3)
         if second:
-            a0, a1, a2, a3 = _dot4sq(ggrad, dlo, n, w, r, r + n, r + 2 * n, r + 3 * n)
-            if recv[slo + i]:
-                sqb[slo + i] += a0
-            if recv[slo + i + 1]:
-                sqb[slo + i + 1] += a1
-            if recv[slo + i + 2]:
-                sqb[slo + i + 2] += a2
-            if recv[slo + i + 3]:
-                sqb[slo + i + 3] += a3
+            _outer4(hq, r, r + n, r + 2 * n, r + 3 * n, n, ggrad, dlo,
+                    x0 * x0, x1 * x1, x2 * x2, x3 * x3)
+        if wk.prop[k]:
+            if first:
+                a0, a1, a2, a3 = _dot4(g, dlo, n, w, r, r + n, r + 2 * n, r + 3 * n)
+                if recv[slo + i]:
+                    b[slo + i] += a0
+                if recv[slo + i + 1]:
+                    b[slo + i + 1] += a1
+                if recv[slo + i + 2]:
+                    b[slo + i + 2] += a2
+                if recv[slo + i + 3]:
+                    b[slo + i + 3] += a3
+            if second:
+                a0, a1, a2, a3 = _dot4sq(ggrad, dlo, n, w, r, r + n, r + 2 * n, r + 3 * n)
+                if recv[slo + i]:
+                    sqb[slo + i] += a0
+                if recv[slo + i + 1]:
+                    sqb[slo + i + 1] += a1
+                if recv[slo + i + 2]:
+                    sqb[slo + i + 2] += a2
+                if recv[slo + i + 3]:
+                    sqb[slo + i + 3] += a3
         i += 4
     while i < m:
-        if recv[slo + i]:
-            if first:
-                b[slo + i] += _dot1(g, dlo, n, w, wlo + i * n)
-            if second:
-                sqb[slo + i] += _dot1sq(ggrad, dlo, n, w, wlo + i * n)
+        r = wlo + i * n
+        xi = x[slo + i]
+        if first:
+            _axpy1(acc, r, n, v1, 0, xi)
+            if recv[slo + i]:
+                b[slo + i] += _dot1(g, dlo, n, w, r)
+        if second:
+            _axpy1(hq, r, n, ggrad, dlo, xi * xi)
+            if recv[slo + i]:
+                sqb[slo + i] += _dot1sq(ggrad, dlo, n, w, r)
         i += 1
 
 
@@ -641,22 +783,19 @@ def _bias_forward(plan, k, x, s, w):
     dlo = ops[k, DST_LO]
     wlo = ops[k, W_LO]
     n = ops[k, DST_N]
-    x0 = x[0]
-    sv = s[dlo:dlo + n]
     if ops[k, SHARED]:
-        v = w[wlo] * x0
+        v = w[wlo] * x[0]
+        sv = s[dlo:dlo + n]
         for d in range(n):
             sv[d] += v
     else:
-        wv = w[wlo:wlo + n]
-        for d in range(n):
-            sv[d] += wv[d] * x0
+        _axpy1(s, dlo, n, w, wlo, x[0])
 
 
 @njit(**_FAST)
 def _bias_backward(plan, k, x, g, acc, ggrad, hq, first, second):
-    """acc[wlo+d] += ueps[j] x[0] g[j];   hq[wlo+d] += ggrad[j] x[0]^2
-    (SHARED: both summed into wlo). Unit 0 is in no stage: nothing propagates."""
+    """acc[wlo+d] += ueps[j] x[0] g[j];   hq[wlo+d] += ggrad[j] x[0]^2   (j = dlo+d;
+    SHARED: both summed into wlo). Unit 0 is in no stage: nothing propagates."""
     ops = plan.ops
     dlo = ops[k, DST_LO]
     wlo = ops[k, W_LO]
@@ -683,9 +822,7 @@ def _bias_backward(plan, k, x, g, acc, ggrad, hq, first, second):
             for d in range(n):
                 av[d] += ev[d] * x0 * gv[d]
         if second:
-            qv = hq[wlo:wlo + n]
-            for d in range(n):
-                qv[d] += hv[d] * x2
+            _axpy1(hq, wlo, n, ggrad, dlo, x2)
 
 
 # ---------------------------------------------------------------------------
@@ -694,11 +831,11 @@ def _bias_backward(plan, k, x, g, acc, ggrad, hq, first, second):
 
 @njit(**_FAST)
 def _conv_gather(k, x, wk):
-    """patch[p, t, pos] = x[unit under tap t of position pos in source plane p]
-    (the background unit for background taps, 0 for absent taps)."""
+    """patch[e] = x[gidx[e]]: the unit under each tap (the background unit for
+    background taps); 0 for absent taps, so that they add nothing anywhere."""
     patch = wk.patch
-    gidx = wk.gidx
-    for e in range(wk.poff[k], wk.poff[k + 1]):
+    gidx = wk.gidx.view(np.uint32)
+    for e in range(uint64(wk.poff[k]), uint64(wk.poff[k + 1])):
         patch[e] = x[gidx[e]]
     for z in range(wk.zoff[k], wk.zoff[k + 1]):
         patch[wk.zlist[z]] = 0.0
@@ -713,10 +850,30 @@ def _conv_forward(plan, k, x, s, w, wk):
     n = ops[k, DST_N]
     nt = ops[k, NTAPS]
     dlo = ops[k, DST_LO]
-    a2 = ops[k, AUX2]
     off = wk.poff[k]
     patch = wk.patch
+    if wk.posmaj[k]:
+        rs = wk.nsp[k] * nt          # patch elements per position
+        for r in range(wk.roff[k], wk.roff[k + 1]):
+            so = dlo + wk.runs[r, 0] * n
+            pb = off + wk.runs[r, 1] * nt
+            ln = wk.runs[r, 2] * nt
+            wb = wk.runs[r, 3]
+            pos = 0
+            while pos + 4 <= n:
+                o = pb + pos * rs
+                a0, a1, a2, a3 = _dot4(w, wb, ln, patch, o, o + rs, o + 2 * rs, o + 3 * rs)
+                s[so + pos] += a0
+                s[so + pos + 1] += a1
+                s[so + pos + 2] += a2
+                s[so + pos + 3] += a3
+                pos += 4
+            while pos < n:
+                s[so + pos] += _dot1(w, wb, ln, patch, pb + pos * rs)
+                pos += 1
+        return
     pairs = plan.pairs
+    a2 = ops[k, AUX2]
     shared = ops[k, SHARED] != 0
     for q in range(ops[k, NPAIRS]):
         so = dlo + pairs[a2 + q, 1] * n
@@ -743,25 +900,100 @@ def _conv_forward(plan, k, x, s, w, wk):
 
 @njit(**_FAST)
 def _conv_backward(plan, k, w, b, g, acc, ggrad, sqb, hq, wk, first, second):
-    """For each pair (p, q, wb), tap t, position pos, with j = unit (q, pos):
-    first:  acc[wb+t] += sum_pos ueps[j] g[j] patch[p,t,pos]
-            b[unit under (p,t,pos)] += w[wb+t] g[j]
-    second: hq[wb+t]  += sum_pos ggrad[j] patch[p,t,pos]^2
-            sqb[unit under (p,t,pos)] += w[wb+t]^2 ggrad[j]
-    (local weights: w[wb + pos*ntaps + t], acc and hq likewise). Background and
+    """For each pair (p, q, wb), tap t, position pos, with j = unit (q, pos) and
+    u = the unit under (p, t, pos):
+    first:  acc[wb+t] += ueps[j] g[j] patch[p,t,pos];    b[u] += w[wb+t] g[j]
+    second: hq[wb+t]  += ggrad[j] patch[p,t,pos]^2;      sqb[u] += w[wb+t]^2 ggrad[j]
+    (local weights: w[wb + pos*ntaps + t], likewise acc and hq). Background and
     absent taps, and units that do not receive, get no backsum."""
     ops = plan.ops
     n = ops[k, DST_N]
     nt = ops[k, NTAPS]
     dlo = ops[k, DST_LO]
-    a2 = ops[k, AUX2]
+    off = wk.poff[k]
+    size = wk.poff[k + 1] - off
+    patch = wk.patch
+    ueps = plan.ueps
+    v1 = wk.v1
+    pg = wk.pg
+    psq = wk.psq
+    prop = wk.prop[k] != 0
+    if prop:
+        if first:
+            pg[:size] = 0.0
+        if second:
+            psq[:size] = 0.0
+    if wk.posmaj[k]:
+        rs = wk.nsp[k] * nt
+        for r in range(wk.roff[k], wk.roff[k + 1]):
+            so = dlo + wk.runs[r, 0] * n
+            pr = wk.runs[r, 1] * nt          # run's place within a position's row
+            ln = wk.runs[r, 2] * nt
+            wb = wk.runs[r, 3]
+            if first:
+                for pos in range(n):
+                    v1[pos] = ueps[so + pos] * g[so + pos]
+            pos = 0
+            while pos + 4 <= n:
+                o = pr + pos * rs
+                if first:
+                    _axpy4(acc, wb, ln, patch, off + o, off + o + rs, off + o + 2 * rs,
+                           off + o + 3 * rs, v1[pos], v1[pos + 1], v1[pos + 2], v1[pos + 3])
+                    if prop:
+                        _outer4(pg, o, o + rs, o + 2 * rs, o + 3 * rs, ln, w, wb,
+                                g[so + pos], g[so + pos + 1], g[so + pos + 2],
+                                g[so + pos + 3])
+                if second:
+                    _axpy4sq(hq, wb, ln, patch, off + o, off + o + rs, off + o + 2 * rs,
+                             off + o + 3 * rs, ggrad[so + pos], ggrad[so + pos + 1],
+                             ggrad[so + pos + 2], ggrad[so + pos + 3])
+                    if prop:
+                        _outer4sq(psq, o, o + rs, o + 2 * rs, o + 3 * rs, ln, w, wb,
+                                  ggrad[so + pos], ggrad[so + pos + 1],
+                                  ggrad[so + pos + 2], ggrad[so + pos + 3])
+                pos += 4
+            while pos < n:
+                o = pr + pos * rs
+                if first:
+                    _axpy1(acc, wb, ln, patch, off + o, v1[pos])
+                    if prop:
+                        _axpy1(pg, o, ln, w, wb, g[so + pos])
+                if second:
+                    _axpy1sq(hq, wb, ln, patch, off + o, ggrad[so + pos])
+                    if prop:
+                        _axpy1sq(psq, o, ln, w, wb, ggrad[so + pos])
+                pos += 1
+    else:
+        _conv_backward_tapmajor(plan, k, w, g, acc, ggrad, hq, wk, first, second)
+    if prop:
+        sidx = wk.sidx
+        sdst = wk.sdst
+        for i in range(uint64(wk.soff[k]), uint64(wk.soff[k + 1])):
+            e = uint64(sidx[i])
+            u = uint64(sdst[i])
+            if first:
+                b[u] += pg[e]
+            if second:
+                sqb[u] += psq[e]
+
+
+@njit(**_FAST)
+def _conv_backward_tapmajor(plan, k, w, g, acc, ggrad, hq, wk, first, second):
+    """The weight-side and patch-gradient part of _conv_backward, tap-major layout:
+    acc/hq as there, pg[p, t, pos] += w[wb+t] g[q, pos], psq likewise with w^2 ggrad."""
+    ops = plan.ops
+    n = ops[k, DST_N]
+    nt = ops[k, NTAPS]
+    dlo = ops[k, DST_LO]
     off = wk.poff[k]
     patch = wk.patch
     pairs = plan.pairs
     ueps = plan.ueps
     v1 = wk.v1
+    pg = wk.pg
+    psq = wk.psq
+    a2 = ops[k, AUX2]
     shared = ops[k, SHARED] != 0
-    # weight gradients and curvatures
     for q in range(ops[k, NPAIRS]):
         so = dlo + pairs[a2 + q, 1] * n
         pb = off + pairs[a2 + q, 0] * nt * n
@@ -773,7 +1005,8 @@ def _conv_backward(plan, k, w, b, g, acc, ggrad, sqb, hq, wk, first, second):
                 t = 0
                 while t + 4 <= nt:
                     o = pb + t * n
-                    a0, a1, a2_, a3 = _dot4(v1, 0, n, patch, o, o + n, o + 2 * n, o + 3 * n)
+                    a0, a1, a2_, a3 = _dot4(v1, 0, n, patch, o, o + n, o + 2 * n,
+                                            o + 3 * n)
                     acc[wb + t] += a0
                     acc[wb + t + 1] += a1
                     acc[wb + t + 2] += a2_
@@ -812,23 +1045,15 @@ def _conv_backward(plan, k, w, b, g, acc, ggrad, sqb, hq, wk, first, second):
                         qv[pos] += hv[pos] * (pv[pos] * pv[pos])
     if not wk.prop[k]:
         return
-    # backsums: one patch row (p, t) at a time, summed over the pairs of plane p
-    recv = wk.recv
-    gidx = wk.gidx
-    row = wk.row
-    rowsq = wk.rowsq
+    # patch gradient, one row (p, t) at a time, summed over the pairs of plane p
     pord = wk.pord
     gptr = wk.gptr
     g0 = wk.goff[k]
     for p in range(wk.nsp[k]):
         i0 = gptr[g0 + p]
         i1 = gptr[g0 + p + 1]
-        if i0 == i1:
-            continue
         for t in range(nt):
-            for pos in range(n):
-                row[pos] = 0.0
-                rowsq[pos] = 0.0
+            e0 = (p * nt + t) * n
             if shared:
                 i = i0
                 while i + 4 <= i1:
@@ -845,9 +1070,9 @@ def _conv_backward(plan, k, w, b, g, acc, ggrad, sqb, hq, wk, first, second):
                     w2 = w[pairs[r2, 2] + t]
                     w3 = w[pairs[r3, 2] + t]
                     if first:
-                        _axpy4(row, 0, n, g, s0, s1, s2, s3, w0, w1, w2, w3)
+                        _axpy4(pg, e0, n, g, s0, s1, s2, s3, w0, w1, w2, w3)
                     if second:
-                        _axpy4(rowsq, 0, n, ggrad, s0, s1, s2, s3,
+                        _axpy4(psq, e0, n, ggrad, s0, s1, s2, s3,
                                w0 * w0, w1 * w1, w2 * w2, w3 * w3)
                     i += 4
                 while i < i1:
@@ -855,9 +1080,9 @@ def _conv_backward(plan, k, w, b, g, acc, ggrad, sqb, hq, wk, first, second):
                     s0 = dlo + pairs[r0, 1] * n
                     w0 = w[pairs[r0, 2] + t]
                     if first:
-                        _axpy1(row, 0, n, g, s0, w0)
+                        _axpy1(pg, e0, n, g, s0, w0)
                     if second:
-                        _axpy1(rowsq, 0, n, ggrad, s0, w0 * w0)
+                        _axpy1(psq, e0, n, ggrad, s0, w0 * w0)
                     i += 1
             else:
                 for i in range(i0, i1):
@@ -868,17 +1093,9 @@ def _conv_backward(plan, k, w, b, g, acc, ggrad, sqb, hq, wk, first, second):
                     hv = ggrad[s0:s0 + n]
                     for pos in range(n):
                         if first:
-                            row[pos] += wv[pos] * gv[pos]
+                            pg[e0 + pos] += wv[pos] * gv[pos]
                         if second:
-                            rowsq[pos] += (wv[pos] * wv[pos]) * hv[pos]
-            e0 = off + (p * nt + t) * n
-            for pos in range(n):
-                u = gidx[e0 + pos]
-                if recv[u]:
-                    if first:
-                        b[u] += row[pos]
-                    if second:
-                        sqb[u] += rowsq[pos]
+                            psq[e0 + pos] += (wv[pos] * wv[pos]) * hv[pos]
 
 
 # ---------------------------------------------------------------------------
@@ -991,21 +1208,21 @@ def update(w, delta, acc, hess, hq, mode, alpha, decay, mu, gamma):
         delta = alpha delta + (1 - alpha) step      (delta = step when alpha = 0)
         w = (1 - decay) w + delta"""
     ft = w.dtype.type
-    one = ft(1.0)
     al = ft(alpha)
     oma = ft(1.0 - alpha)
     omd = ft(1.0 - decay)
     m = ft(mu)
     ga = ft(gamma)
     omg = ft(1.0 - gamma)
-    chk = ft(0.0)
+    zero = ft(0.0)
+    chk = zero
     n = w.shape[0]
     if mode != MODE_SGD:
         for k in range(n):
             h = omg * hess[k] + ga * hq[k]
             hess[k] = h
             acc[k] = acc[k] / (m + abs(h))
-            hq[k] = 0.0
+            hq[k] = zero
     if alpha != 0.0:
         for k in range(n):
             delta[k] = al * delta[k] + oma * acc[k]
@@ -1016,15 +1233,15 @@ def update(w, delta, acc, hess, hq, mode, alpha, decay, mu, gamma):
         for k in range(n):
             v = omd * w[k] + delta[k]
             w[k] = v
-            chk += v * ft(0.0)
+            chk += v * zero
     else:
         for k in range(n):
             v = w[k] + delta[k]
             w[k] = v
-            chk += v * ft(0.0)
+            chk += v * zero
     for k in range(n):
-        acc[k] = 0.0
-    return chk == 0.0 and one == one
+        acc[k] = zero
+    return chk == zero
 
 
 @njit(**_SAFE)

@@ -201,7 +201,7 @@ def nepsilon(interp, i, value=None):
     if value is not None:
         net.ceps[conns] = number(value, "nepsilon")
         net.version += 1
-    return float(net.ceps[conns].mean()) if len(conns) else 0.0
+    return _average(net.ceps[conns])
 
 
 @builtin("nsigma", interp=True)
@@ -209,7 +209,13 @@ def nsigma(interp, i):
     """The average curvature of the weights of a unit's incoming connections."""
     net = interp.net
     conns = net.incoming(unit(interp, i, "nsigma"))
-    return float(net.hess[net.cw[conns]].mean()) if len(conns) else 0.0
+    return _average(net.hess[net.cw[conns]])
+
+
+def _average(values):
+    if len(values) == 0:
+        return 0.0
+    return float(values[0]) if (values == values[0]).all() else float(values.mean())
 
 
 @builtin("amont", interp=True)

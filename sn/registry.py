@@ -12,6 +12,7 @@ LIBRARY_MODULES = [
     "sn.netlib",
     "sn.connect",
     "sn.netenv",
+    "sn.weights",
 ]
 
 

@@ -1,0 +1,135 @@
+"""`sn train FILE`: load a network file, call its (train), report as the paper did.
+
+The file's top-level forms build the network and name its data; its function
+(de train () ...) trains. Before loading, `passes` is set when --passes is
+given (files write (defvar passes 23)) and the random state is seeded with
+--seed (default 0). Afterwards the weights and the perf-file are written, and
+the paper-style lines are printed:
+
+    eval: split train. loss 2.500000e-03. error 0.14%. misses: 10
+
+where loss is the mean squared error per output unit and error counts the
+patterns whose largest output is not the desired class.
+"""
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import kernels as K
+from .builtins import seed_value
+from .compile import buffers, compiled
+from .data import atomic_write
+from .errors import SNError
+from .interpreter import Interpreter, Lambda
+from .netenv import matrices, pattern_range
+from .weights import save_net
+
+
+class Progress:
+    """The progress line of a pass, on a terminal; cleared before other output."""
+
+    def __init__(self, interp, stream):
+        self.interp, self.stream, self.shown = interp, stream, False
+
+    def __call__(self, done, total, seconds):
+        lo, hi = self.interp.get("patt-min"), self.interp.get("patt-max")
+        size = max(hi - lo + 1, 1)
+        age = self.interp.get("age")
+        rate = done / seconds if seconds > 0 else 0.0
+        self.stream.write(f"\r\033[Kpass {(age - 1) // size + 1}: {done}/{total} patterns, "
+                          f"{rate:,.0f} patterns/s")
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self):
+        if self.shown:
+            self.stream.write("\r\033[K")
+            self.shown = False
+
+
+class _Out:
+    """stdout for the interpreter: clears the progress line before writing."""
+
+    def __init__(self, stream, progress):
+        self.stream, self.progress = stream, progress
+
+    def write(self, text):
+        self.progress.clear()
+        self.stream.write(text)
+
+    def flush(self):
+        self.stream.flush()
+
+
+def run(path, passes=None, seed=None, save=None, report=None, stream=None):
+    stream = stream or sys.stdout
+    interp = Interpreter()
+    interp.rng = np.random.default_rng(seed_value(seed if seed is not None else 0))
+    if passes is not None:
+        interp.set("passes", passes)
+    interp.load(os.path.abspath(path))
+    train_fn = interp.get("train", None)
+    if not isinstance(train_fn, Lambda):
+        raise SNError(f"{path} defines no training function: write (de train () ...)")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if not interp.get("perf-file"):
+        interp.set("perf-file", stem + ".perf")
+        atomic_write(stem + ".perf", "")
+    if stream.isatty():
+        progress = Progress(interp, stream)
+        interp.progress = progress
+        interp.out = _Out(stream, progress)
+    else:
+        interp.out = stream
+    start = time.perf_counter()
+    interp.call(train_fn, [])
+    seconds = time.perf_counter() - start
+    results = {"passes": _passes(interp), "seconds": round(seconds, 3)}
+    for split, (lo, hi) in _splits(interp).items():
+        loss, misses, n = evaluate_split(interp, lo, hi)
+        results[split] = {"loss": loss, "error": 100.0 * misses / n, "misses": misses}
+        interp.write(f"eval: split {split}. loss {loss:.6e}. error {100.0 * misses / n:.2f}%. "
+                     f"misses: {misses}\n")
+    weights = save or stem + ".wei"
+    save_net(interp.net, weights, interp.get("age"))
+    interp.write(f"weights written to {weights}, performance log to {interp.get('perf-file')} "
+                 f"({seconds:.1f} s of training)\n")
+    if report:
+        atomic_write(report, json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _splits(interp):
+    splits = {"train": (interp.get("patt-min"), interp.get("patt-max"))}
+    if interp.get("tpatt-min") is not None:
+        splits["test"] = (interp.get("tpatt-min"), interp.get("tpatt-max"))
+    return splits
+
+
+def _passes(interp):
+    lo, hi = interp.get("patt-min"), interp.get("patt-max")
+    if lo is None:
+        return 0
+    passes = interp.get("age") / (hi - lo + 1)
+    return int(passes) if float(passes).is_integer() else round(passes, 3)
+
+
+def evaluate_split(interp, lo, hi):
+    """(mean squared error per output, misses, patterns) on patterns lo..hi,
+    a miss being a pattern whose largest output is not its desired class."""
+    patterns, desired = matrices(interp, "eval")
+    lo, hi = pattern_range(interp, lo, hi, "eval", len(patterns))
+    net = interp.net
+    plan = compiled(interp).plan
+    b = buffers(net)
+    n = len(patterns)
+    out_err, out_class, out_sign = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    pats = np.ascontiguousarray(patterns, dtype=net.dtype)
+    des = np.ascontiguousarray(desired, dtype=net.dtype)
+    K.evaluate(plan, b.x, b.s, b.w, pats, des, lo, hi + 1, out_err, out_class, out_sign)
+    misses = int(np.sum(out_class[lo:hi + 1] != np.argmax(desired[lo:hi + 1], axis=1)))
+    return 2.0 * float(out_err[lo:hi + 1].mean()), misses, hi - lo + 1
