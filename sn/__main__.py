@@ -68,6 +68,16 @@ def _parser():
     train.add_argument("--save", metavar="W", help="weight file to write (default FILE's name .wei)")
     train.add_argument("--report", metavar="R.json", help="write the results as JSON")
     train.set_defaults(action=_train)
+
+    bench = sub.add_parser("bench", help="training speed of a network file, samples/s",
+                           description="Train FILE's network one pattern at a time (on its "
+                                       "data, or random data when the files are absent) and "
+                                       "report samples per second for SGD, LM and the sparse plan.")
+    bench.add_argument("files", metavar="FILE")
+    bench.add_argument("--passes", type=_positive, default=1, metavar="N",
+                       help="passes over the training set per measure (default 1)")
+    bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.set_defaults(action=_bench)
     return parser
 
 
@@ -87,6 +97,12 @@ def _info(args):
     interp.load(os.path.abspath(args.files))
     info = summary(interp)
     print(as_json(info) if args.json else as_table(info, args.files))
+    return 0
+
+
+def _bench(args):
+    from .bench import run
+    run(args.files, passes=args.passes, as_json=args.json)
     return 0
 
 

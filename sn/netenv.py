@@ -9,6 +9,7 @@ the hooks from Lisp, more slowly, with the same arithmetic.
 """
 
 import math
+import os
 import time
 
 import numpy as np
@@ -177,6 +178,26 @@ def _as_rows(m, name):
     if m.ndim != 2:
         return m.reshape(m.shape[0], -1)
     return m
+
+
+@builtin("data-file", interp=True)
+def data_file(interp, name):
+    """(data-file "sn28/dig.pat"): the path of a data file, looked for in the
+    folder named by SN_DATA (with or without its subfolder) and in the cache."""
+    if not isinstance(name, str):
+        raise SNError(f"data-file: the name must be a string, not {to_string(name)}")
+    sub, _, base = name.rpartition("/")
+    places = []
+    root = os.environ.get("SN_DATA")
+    if root:
+        places += [os.path.join(root, name), os.path.join(root, base)]
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    places.append(os.path.join(cache, "sn", name))
+    for place in places:
+        if os.path.isfile(place):
+            return place
+    raise SNError(f"data-file: {name} not found; looked in: " + ", ".join(places)
+                  + ". Put the file in the folder named by SN_DATA.")
 
 
 DATASET_SIZES = {"usps": (7291, 2007), "mnist16": (7291, 2007)}
