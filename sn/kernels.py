@@ -63,6 +63,8 @@ ST_LO, ST_HI, ST_NLF, ST_OP_LO, ST_OP_HI = range(5)
 
 MODE_SGD, MODE_NEWTON, MODE_LM = 0, 1, 2
 
+_U1, _U2, _U3, _U4 = (np.uint64(i) for i in range(1, 5))   # unsigned index steps
+
 Plan = namedtuple("Plan", [
     "stages",        # int64 [nstages, 5]  unit_lo, unit_hi, nlf_row, op_lo, op_hi
     "nlfs",          # float64 [nnlf, 5]   kind, A, B, C, D
@@ -167,98 +169,87 @@ def _nlf_forward(nlf, s, x, lo, hi):
     B = nlf[2]
     C = nlf[3]
     D = nlf[4]
+    sv = s[lo:hi]
+    xv = x[lo:hi]
+    n = hi - lo
     if kind == NLF_TANH:
-        for j in range(lo, hi):
-            v = s[j]
-            x[j] = A * _tanh(B * v) + C * v + D
+        for j in range(n):
+            v = sv[j]
+            xv[j] = A * _tanh(B * v) + C * v + D
     elif kind == NLF_LIN:
-        for j in range(lo, hi):
-            x[j] = A * s[j] + D
+        for j in range(n):
+            xv[j] = A * sv[j] + D
     elif kind == NLF_PIECE:
-        for j in range(lo, hi):
-            v = s[j]
+        for j in range(n):
+            v = sv[j]
             c = B * v
             if c > 1.0:
                 c = 1.0
             elif c < -1.0:
                 c = -1.0
-            x[j] = A * c + C * v + D
+            xv[j] = A * c + C * v + D
     elif kind == NLF_BIN:
-        for j in range(lo, hi):
-            v = s[j]
+        for j in range(n):
+            v = sv[j]
             sg = 1.0 if B * v >= 0.0 else -1.0
             if v != v:
                 sg = v
-            x[j] = A * sg + C * v + D
+            xv[j] = A * sg + C * v + D
     else:  # NLF_RELU
-        for j in range(lo, hi):
-            v = s[j]
-            x[j] = 0.0 if v <= 0.0 else v
+        for j in range(n):
+            v = sv[j]
+            xv[j] = 0.0 if v <= 0.0 else v
 
 
 @njit(**_SAFE)
-def _nlf_backward(nlf, s, b, g, lo, hi):
-    """g[j] = b[j] f'(s[j]).
+def _nlf_backward(nlf, s, b, sqb, g, ggrad, lo, hi, first, second, lm):
+    """For lo <= j < hi:
+        g[j] = b[j] f'(s[j])                                  (first)
+        ggrad[j] = sqb[j] f'(s[j])^2 - b[j] f''(s[j])         (second; lm: no f'' term)
 
-    TANH, BIN  f' = A B (1 - tanh(B s)^2) + C     (BIN: SN's pseudo-gradient)
-    LIN f' = A     PIECE f' = A B [|B s| < 1] + C     RELU f' = [s > 0]
+    TANH, BIN  f' = A B (1 - t^2) + C,  f'' = -2 A B^2 t (1 - t^2),  t = tanh(B s)
+               (BIN: SN's pseudo-gradient)
+    LIN   f' = A                        PIECE  f' = A B [|B s| < 1] + C
+    RELU  f' = [s > 0];                 f'' = 0 for these three
     """
     kind = int(nlf[0])
     A = nlf[1]
     B = nlf[2]
     C = nlf[3]
-    if kind == NLF_TANH or kind == NLF_BIN:
-        AB = A * B
-        for j in range(lo, hi):
-            t = _tanh(B * s[j])
-            g[j] = b[j] * (AB * (1.0 - t * t) + C)
-    elif kind == NLF_LIN:
-        for j in range(lo, hi):
-            g[j] = b[j] * A
-    elif kind == NLF_PIECE:
-        AB = A * B
-        for j in range(lo, hi):
-            c = B * s[j]
-            d = AB if (c < 1.0 and c > -1.0) else 0.0
-            g[j] = b[j] * (d + C)
-    else:
-        for j in range(lo, hi):
-            g[j] = b[j] * (1.0 if s[j] > 0.0 else 0.0)
-
-
-@njit(**_SAFE)
-def _nlf_backward2(nlf, s, b, sqb, ggrad, lo, hi, lm):
-    """ggrad[j] = sqb[j] f'(s[j])^2 - b[j] f''(s[j])   (LM: without the f'' term).
-
-    TANH, BIN  f'' = -2 A B^2 t (1 - t^2),  t = tanh(B s);  other kinds f'' = 0.
-    """
-    kind = int(nlf[0])
-    A = nlf[1]
-    B = nlf[2]
-    C = nlf[3]
+    n = hi - lo
+    sv = s[lo:hi]
+    bv = b[lo:hi]
+    qv = sqb[lo:hi]
+    gv = g[lo:hi]
+    hv = ggrad[lo:hi]
     if kind == NLF_TANH or kind == NLF_BIN:
         AB = A * B
         ABB2 = -2.0 * A * B * B
-        for j in range(lo, hi):
-            t = _tanh(B * s[j])
+        for j in range(n):
+            t = _tanh(B * sv[j])
             u = 1.0 - t * t
             d = AB * u + C
-            v = sqb[j] * (d * d)
-            if not lm:
-                v -= b[j] * (ABB2 * t * u)
-            ggrad[j] = v
-    elif kind == NLF_LIN:
-        for j in range(lo, hi):
-            ggrad[j] = sqb[j] * (A * A)
-    elif kind == NLF_PIECE:
-        AB = A * B
-        for j in range(lo, hi):
-            c = B * s[j]
-            d = (AB if (c < 1.0 and c > -1.0) else 0.0) + C
-            ggrad[j] = sqb[j] * (d * d)
+            if first:
+                gv[j] = bv[j] * d
+            if second:
+                v = qv[j] * (d * d)
+                if not lm:
+                    v -= bv[j] * (ABB2 * t * u)
+                hv[j] = v
     else:
-        for j in range(lo, hi):
-            ggrad[j] = sqb[j] * (1.0 if s[j] > 0.0 else 0.0)
+        for j in range(n):
+            v = sv[j]
+            if kind == NLF_LIN:
+                d = A
+            elif kind == NLF_PIECE:
+                c = B * v
+                d = (A * B if (c < 1.0 and c > -1.0) else 0.0) + C
+            else:
+                d = 1.0 if v > 0.0 else 0.0
+            if first:
+                gv[j] = bv[j] * d
+            if second:
+                hv[j] = qv[j] * (d * d)
 
 
 # ---------------------------------------------------------------------------
@@ -628,21 +619,21 @@ def _sparse_forward(plan, k, x, s, w):
     wi = plan.csr_w.view(np.uint32)
     zero = s.dtype.type(0)
     for r in range(ops[k, DST_N]):
-        c = ptr[base + r]
-        c1 = ptr[base + r + 1]
+        c = uint64(ptr[base + r])
+        c1 = uint64(ptr[base + r + 1])
         t0 = zero
         t1 = zero
         t2 = zero
         t3 = zero
-        while c + 4 <= c1:
+        while c + _U4 <= c1:
             t0 += w[wi[c]] * x[src[c]]
-            t1 += w[wi[c + 1]] * x[src[c + 1]]
-            t2 += w[wi[c + 2]] * x[src[c + 2]]
-            t3 += w[wi[c + 3]] * x[src[c + 3]]
-            c += 4
+            t1 += w[wi[c + _U1]] * x[src[c + _U1]]
+            t2 += w[wi[c + _U2]] * x[src[c + _U2]]
+            t3 += w[wi[c + _U3]] * x[src[c + _U3]]
+            c += _U4
         while c < c1:
             t0 += w[wi[c]] * x[src[c]]
-            c += 1
+            c += _U1
         s[lo + r] += (t0 + t1) + (t2 + t3)
 
 
@@ -661,8 +652,8 @@ def _sparse_backward(plan, k, x, w, b, g, acc, ggrad, sqb, hq, recv, first, seco
     eps = plan.csr_eps
     for r in range(ops[k, DST_N]):
         j = lo + r
-        c0 = ptr[base + r]
-        c1 = ptr[base + r + 1]
+        c0 = uint64(ptr[base + r])
+        c1 = uint64(ptr[base + r + 1])
         if first:
             gj = g[j]
             for c in range(c0, c1):
@@ -1131,12 +1122,13 @@ def _backprop(plan, x, s, w, b, g, acc, ggrad, sqb, hq, first, second, lm, wk):
     ops = plan.ops
     stages = plan.stages
     recv = wk.recv
+    zero = x.dtype.type(0)
     for j in range(x.shape[0]):
-        if recv[j]:
-            if first:
-                b[j] = 0.0
-            if second:
-                sqb[j] = 0.0
+        r = recv[j] != 0
+        if first:
+            b[j] = zero if r else b[j]
+        if second:
+            sqb[j] = zero if r else sqb[j]
     if second:
         for o in plan.output_units:
             sqb[o] = 1.0
@@ -1144,10 +1136,7 @@ def _backprop(plan, x, s, w, b, g, acc, ggrad, sqb, hq, first, second, lm, wk):
         lo = stages[st, ST_LO]
         hi = stages[st, ST_HI]
         nlf = plan.nlfs[stages[st, ST_NLF]]
-        if first:
-            _nlf_backward(nlf, s, b, g, lo, hi)
-        if second:
-            _nlf_backward2(nlf, s, b, sqb, ggrad, lo, hi, lm)
+        _nlf_backward(nlf, s, b, sqb, g, ggrad, lo, hi, first, second, lm)
         for k in range(stages[st, ST_OP_LO], stages[st, ST_OP_HI]):
             kind = ops[k, KIND]
             if kind == OP_CONV:
