@@ -18,7 +18,7 @@ from .datum import Cons, Keyword, Symbol, is_number, to_string
 from .errors import SNError
 from .interpreter import is_list
 from .net import Block, Layer
-from .netlib import current_nlf, lisp_list, sync_counts, units_of
+from .netlib import lisp_list, sync_counts, units_of
 from .nlf import Nlf
 from .registry import builtin, special
 

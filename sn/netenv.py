@@ -247,8 +247,24 @@ def _dataset_options(name, options):
 
 # ---- the steps of an iteration ----------------------------------------------
 
+def current(interp):
+    """The compiled network (sparse only after (set-plan 'sparse))."""
+    return compiled(interp, all_sparse=getattr(interp, "sparse_only", False))
+
+
 def _plan(interp):
-    return compiled(interp).plan
+    return current(interp).plan
+
+
+@builtin("set-plan", interp=True)
+def set_plan(interp, kind):
+    """(set-plan 'sparse) runs every connection through the generic sparse
+    kernel; (set-plan 'blocks), the default, uses the helpers' dense blocks."""
+    name = to_string(kind, readably=False)
+    if name not in ("sparse", "blocks"):
+        raise SNError(f"set-plan: expects sparse or blocks, not {name}")
+    interp.sparse_only = name == "sparse"
+    return kind
 
 
 @builtin("present-pattern", interp=True)
@@ -325,7 +341,7 @@ def backward_prop(interp, net_struc=None):
 @builtin("backward-2-prop", interp=True)
 def backward_2_prop(interp, net_struc=None):
     b = buffers(interp.net)
-    K.backward2(_plan(interp), b.x, b.s, b.w, b.b, b.gg, b.sqb, b.hq,
+    K.backward2(_plan(interp), b.x, b.s, b.w, b.b, b.ggrad, b.sqb, b.hq,
                 interp.get("lev-mar") is not None)
     return None
 
@@ -642,9 +658,10 @@ def train_order(interp, order, newton, fn, what="pass"):
 
 
 def _non_finite_layer(interp, plan, b):
+    names = current(interp).stage_names
     for k, (lo, hi) in enumerate(plan.stages[:, :2]):
         if not np.all(np.isfinite(b.x[lo:hi])):
-            return f"the states of {compiled(interp).stage_names[k]}"
+            return f"the states of {names[k]}"
     return "a weight"
 
 

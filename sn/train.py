@@ -21,11 +21,11 @@ import numpy as np
 
 from . import kernels as K
 from .builtins import seed_value
-from .compile import buffers, compiled
+from .compile import buffers
 from .data import atomic_write
 from .errors import SNError
 from .interpreter import Interpreter, Lambda
-from .netenv import matrices, pattern_range
+from .netenv import current, matrices, pattern_range
 from .weights import save_net
 
 
@@ -124,7 +124,7 @@ def evaluate_split(interp, lo, hi):
     patterns, desired = matrices(interp, "eval")
     lo, hi = pattern_range(interp, lo, hi, "eval", len(patterns))
     net = interp.net
-    plan = compiled(interp).plan
+    plan = current(interp).plan
     b = buffers(net)
     n = len(patterns)
     out_err, out_class, out_sign = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
