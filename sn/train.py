@@ -8,7 +8,9 @@ the paper-style lines are printed:
 
     eval: split train. loss 2.500000e-03. error 0.14%. misses: 10
 
-where loss is the mean squared error per output unit and error counts the
+where loss is the mean squared error per output unit as SN's perf measures it
+and the paper reports it (the LMS cost 1/2 sum (d - y)^2 over the outputs,
+divided by their number, averaged over the patterns), and error counts the
 patterns whose largest output is not the desired class.
 """
 
@@ -119,8 +121,8 @@ def _passes(interp):
 
 
 def evaluate_split(interp, lo, hi):
-    """(mean squared error per output, misses, patterns) on patterns lo..hi,
-    a miss being a pattern whose largest output is not its desired class."""
+    """(SN's error per output, misses, patterns) on patterns lo..hi, a miss
+    being a pattern whose largest output is not its desired class."""
     patterns, desired = matrices(interp, "eval")
     lo, hi = pattern_range(interp, lo, hi, "eval", len(patterns))
     net = interp.net
@@ -132,4 +134,4 @@ def evaluate_split(interp, lo, hi):
     des = np.ascontiguousarray(desired, dtype=net.dtype)
     K.evaluate(plan, b.x, b.s, b.w, pats, des, lo, hi + 1, out_err, out_class, out_sign)
     misses = int(np.sum(out_class[lo:hi + 1] != np.argmax(desired[lo:hi + 1], axis=1)))
-    return 2.0 * float(out_err[lo:hi + 1].mean()), misses, hi - lo + 1
+    return float(out_err[lo:hi + 1].mean()), misses, hi - lo + 1

@@ -424,3 +424,14 @@ def test_info_command_without_data(tmp_path):
     table = subprocess.run([sys.executable, "-m", "sn", "info", "networks/zipcode.sn"],
                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert "1256" in table.stdout and "64660" in table.stdout and "9760" in table.stdout
+
+
+def test_readme_example_network_has_the_counts_the_readme_shows():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    lisp = readme.split("```lisp\n;; a small convolutional net")[1].split("```")[0]
+    table = readme.split("$ python -m sn info mynet.sn\n")[1].split("```")[0]
+    interp = sn(";; a small convolutional net" + lisp)
+    from sn.info import summary
+    info = summary(interp)
+    total = [line.split() for line in table.splitlines() if line.startswith("total")][0]
+    assert [info["units"], info["connections"], info["weights"]] == [int(v) for v in total[1:]]
