@@ -536,9 +536,16 @@ def _workspace(plan, x):
         m = nsp[k]
         # runs of pairs: same out plane, consecutive in planes and weights
         key = np.empty(npairs, np.int64)
-        for q in range(npairs):
-            key[q] = pairs[a2 + q, 1] * (m + 1) + pairs[a2 + q, 0]
-        srt = np.argsort(key, kind="mergesort")
+        srt = np.empty(npairs, np.int64)
+        for q in range(npairs):         # stable insertion sort by (out plane, in plane)
+            kq = pairs[a2 + q, 1] * (m + 1) + pairs[a2 + q, 0]
+            i = q
+            while i > 0 and key[i - 1] > kq:
+                key[i] = key[i - 1]
+                srt[i] = srt[i - 1]
+                i -= 1
+            key[i] = kq
+            srt[i] = q
         nr = 0
         r0 = roff[k]
         for i in range(npairs):
@@ -1174,7 +1181,8 @@ def backward(plan, x, s, w, b, g, acc):
         acc[k_c] += eps_c x[i_c] g[j_c]"""
     wk = _workspace(plan, x)
     _gather_all(plan, x, wk)
-    _backprop(plan, x, s, w, b, g, acc, g, g, acc, True, False, False, wk)
+    yes = x.shape[0] >= 0           # run-time flags: one compiled _backprop for all
+    _backprop(plan, x, s, w, b, g, acc, g, g, acc, yes, not yes, not yes, wk)
 
 
 @njit(**_SAFE)
@@ -1185,7 +1193,8 @@ def backward2(plan, x, s, w, b, ggrad, sqb, hq, lm):
         hq[k_c] += ggrad[j_c] x[i_c]^2"""
     wk = _workspace(plan, x)
     _gather_all(plan, x, wk)
-    _backprop(plan, x, s, w, b, ggrad, hq, ggrad, sqb, hq, False, True, lm, wk)
+    yes = x.shape[0] >= 0
+    _backprop(plan, x, s, w, b, ggrad, hq, ggrad, sqb, hq, not yes, yes, lm != 0, wk)
 
 
 @njit(**_FAST)
@@ -1266,6 +1275,7 @@ def train_patterns(plan, bufs, patterns, desired, order, mode, alpha, decay, mu,
     wk = _workspace(plan, x)
     second = mode != MODE_SGD
     lm = mode == MODE_LM
+    yes = x.shape[0] >= 0
     tot = 0.0
     for i in range(order.shape[0]):
         p = order[i]
@@ -1275,7 +1285,7 @@ def train_patterns(plan, bufs, patterns, desired, order, mode, alpha, decay, mu,
         if not np.isfinite(e):
             return tot, i, i
         _backprop(plan, x, bufs.s, bufs.w, bufs.b, bufs.g, bufs.acc, bufs.ggrad,
-                  bufs.sqb, bufs.hq, True, second, lm, wk)
+                  bufs.sqb, bufs.hq, yes, second, lm, wk)
         if not update(bufs.w, bufs.delta, bufs.acc, bufs.hess, bufs.hq, mode, alpha,
                       decay, mu, gamma):
             return tot, i, i
