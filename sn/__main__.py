@@ -67,6 +67,8 @@ def _parser():
     train.add_argument("--seed", type=int, metavar="S", help="seed of the random state (default 0)")
     train.add_argument("--save", metavar="W", help="weight file to write (default FILE's name .wei)")
     train.add_argument("--report", metavar="R.json", help="write the results as JSON")
+    train.add_argument("--resume", action="store_true",
+                       help="go on from the checkpoint of an interrupted run")
     train.set_defaults(action=_train)
 
     bench = sub.add_parser("bench", help="training speed of a network file, samples/s",
@@ -108,7 +110,8 @@ def _bench(args):
 
 def _train(args):
     from .train import run
-    run(args.files, passes=args.passes, seed=args.seed, save=args.save, report=args.report)
+    run(args.files, passes=args.passes, seed=args.seed, save=args.save, report=args.report,
+        resume=args.resume)
     return 0
 
 

@@ -821,6 +821,15 @@ def error(interp, *args):
     raise SNError(message)
 
 
+@builtin("getenv")
+def getenv(name):
+    """(getenv "NAME"): an environment variable's value, or () when unset."""
+    import os
+    if not isinstance(name, str):
+        raise SNError(f"getenv: the name must be a string, not {to_string(name)}")
+    return os.environ.get(name)
+
+
 @builtin("exit")
 def exit_(code=0):
     raise LispExit(_int(code, "exit"))

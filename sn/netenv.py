@@ -665,6 +665,21 @@ def _non_finite_layer(interp, plan, b):
     return "a weight"
 
 
+def _checkpointed(learning):
+    """Learning calls are counted by `sn train`'s checkpoints: skipped when a
+    resumed run replays them, followed by a checkpoint otherwise."""
+    def learn(interp, count, newton, fn):
+        ckpt = getattr(interp, "checkpointer", None)
+        if ckpt is not None and ckpt.before_learning():
+            return lisp_list([_count(count, fn)])
+        result = learning(interp, count, newton, fn)
+        if ckpt is not None:
+            ckpt.after_learning()
+        return result
+    return learn
+
+
+@_checkpointed
 def _learn(interp, count, newton, fn):
     count = _count(count, fn)
     patterns, _ = matrices(interp, fn)
@@ -684,6 +699,7 @@ def _learn(interp, count, newton, fn):
     return lisp_list([count])
 
 
+@_checkpointed
 def _learn_cycle(interp, count, newton, fn):
     count = _count(count, fn)
     patterns, _ = matrices(interp, fn)
@@ -828,6 +844,9 @@ def perf(interp, *args):
     the training set by default, without learning."""
     if len(args) not in (0, 2):
         raise SNError("perf: expects no argument or a range (perf first last)")
+    ckpt = getattr(interp, "checkpointer", None)
+    if ckpt is not None and ckpt.replaying:
+        return interp.get("good-an-percent")  # measured before the run was interrupted
     lo, hi = args if args else (interp.get("patt-min"), interp.get("patt-max"))
     noise = interp.intern("input-noise")
     saved = noise.value

@@ -1,7 +1,8 @@
 """`sn train FILE`: load a network file, call its (train), report as the paper did.
 
 The file's top-level forms build the network and name its data; its function
-(de train () ...) trains. Before loading, `passes` is set when --passes is
+(de train () ...) trains. A checkpoint is written after each pass (W.ckpt, W
+the weight file); --resume goes on from the last one. Before loading, `passes` is set when --passes is
 given (files write (defvar passes 23)) and the random state is seeded with
 --seed (default 0). Afterwards the weights and the perf-file are written, and
 the paper-style lines are printed:
@@ -23,6 +24,8 @@ import numpy as np
 
 from . import kernels as K
 from .builtins import seed_value
+from .checkpoint import Checkpointer
+from .checkpoint import load as load_checkpoint
 from .compile import buffers
 from .data import atomic_write
 from .errors import SNError
@@ -67,7 +70,7 @@ class _Out:
         self.stream.flush()
 
 
-def run(path, passes=None, seed=None, save=None, report=None, stream=None):
+def run(path, passes=None, seed=None, save=None, report=None, stream=None, resume=False):
     stream = stream or sys.stdout
     interp = Interpreter()
     interp.rng = np.random.default_rng(seed_value(seed if seed is not None else 0))
@@ -78,9 +81,21 @@ def run(path, passes=None, seed=None, save=None, report=None, stream=None):
     if not isinstance(train_fn, Lambda):
         raise SNError(f"{path} defines no training function: write (de train () ...)")
     stem = os.path.splitext(os.path.basename(path))[0]
+    weights = save or stem + ".wei"
+    checkpoint = weights + ".ckpt"
+    identity = {"file": os.path.abspath(path), "passes": passes, "seed": seed}
+    saved = None
+    if resume:
+        if os.path.exists(checkpoint):
+            saved = load_checkpoint(checkpoint, identity)
+            stream.write(f"resuming from {checkpoint}: {saved['calls']} learning calls done\n")
+        else:
+            stream.write(f"no checkpoint {checkpoint}: starting from the beginning\n")
     if not interp.get("perf-file"):
         interp.set("perf-file", stem + ".perf")
-        atomic_write(stem + ".perf", "")
+        if saved is None:
+            atomic_write(stem + ".perf", "")
+    interp.checkpointer = Checkpointer(interp, checkpoint, identity, saved)
     if stream.isatty():
         progress = Progress(interp, stream)
         interp.progress = progress
@@ -88,15 +103,20 @@ def run(path, passes=None, seed=None, save=None, report=None, stream=None):
     else:
         interp.out = stream
     start = time.perf_counter()
-    interp.call(train_fn, [])
+    try:
+        interp.call(train_fn, [])
+    except KeyboardInterrupt:
+        stream.write(f"\ninterrupted: the last completed pass is in {checkpoint}; "
+                     "go on with --resume\n")
+        raise
     seconds = time.perf_counter() - start
+    interp.checkpointer = None
     results = {"passes": _passes(interp), "seconds": round(seconds, 3)}
     for split, (lo, hi) in _splits(interp).items():
         loss, misses, n = evaluate_split(interp, lo, hi)
         results[split] = {"loss": loss, "error": 100.0 * misses / n, "misses": misses}
         interp.write(f"eval: split {split}. loss {loss:.6e}. error {100.0 * misses / n:.2f}%. "
                      f"misses: {misses}\n")
-    weights = save or stem + ".wei"
     save_net(interp.net, weights, interp.get("age"))
     interp.write(f"weights written to {weights}, performance log to {interp.get('perf-file')} "
                  f"({seconds:.1f} s of training)\n")
