@@ -18,24 +18,44 @@ epsilon eps_c.
                 step = acc  (SGD)  or  acc / (mu + |hess|)   (Newton / LM)
                 delta = alpha delta + (1-alpha) step ;  w = (1-decay) w + delta
 
-Choices made where PLAN_SPEC is silent (they do not change its semantics):
+API (all numba-compiled, module level, cache=True; float32 or float64 buffers):
 
+    forward(plan, x, s, w)
+    backward(plan, x, s, w, b, g, acc)
+    backward2(plan, x, s, w, b, ggrad, sqb, hq, lm)
+    update(w, delta, acc, hess, hq, mode, alpha, decay, mu, gamma) -> all weights finite
+    present_pattern(plan, x, row);  lms_cost(plan, x, b, row) -> local error
+    train_patterns(plan, bufs, patterns, desired, order, mode, alpha, decay, mu, gamma)
+        -> (sum of local errors, patterns done, position of the first bad pattern or -1)
+    evaluate(plan, x, s, w, patterns, desired, lo, hi, out_err, out_class, out_sign)
+        -> sum of local errors
+    new_buffers(nunits, nweights, dtype) -> Buffers;  workspace_size(plan, dtype)
+
+Departures from PLAN_SPEC, and choices where it is silent:
+
+* forward, backward, backward2 and evaluate take the weights `w` after `s`: the
+  signatures in PLAN_SPEC omit them, and no Plan field holds them.
+* ``evaluate`` takes one more output array, ``out_sign``: 1 when every output has the
+  sign of its desired value ((x > 0) == (d > 0)), for SN's quadrant classifier.
+  Patterns are ``lo <= p < hi`` (hi exclusive) and the out arrays are indexed by p.
+* ``update`` returns True when every updated weight is finite. ``train_patterns``
+  returns ``(error_sum, n_done, bad)``: ``bad`` is the position in ``order`` of the
+  first pattern whose local error or updated weights are not finite (-1 if none);
+  then ``n_done == bad`` and ``error_sum`` covers the patterns before it. A pattern
+  whose error is not finite stops training before its update; one whose update makes
+  weights non-finite leaves them so (the caller restores its copy).
 * Output units get their backsum from the cost only: ops never add into b (or sqb) of
   an output unit, as in SN2.8 where ``init-grad-lms`` sets the output backsums and
   ``update-gradient`` runs over the hidden layers only. Units in no stage (inputs,
   bias, background) receive nothing either.
 * The source units of an op must belong to earlier stages (or to no stage); the
   compiler orders stages topologically.
-* ``evaluate`` takes one more output array than PLAN_SPEC lists, ``out_sign``:
-  1 when every output has the sign of its desired value ((x > 0) == (d > 0)), for
-  SN's quadrant classifier. Patterns are ``lo <= p < hi`` and the out arrays are
-  indexed by the pattern number p.
-* ``update`` returns True when all updated weights are finite. ``train_patterns``
-  returns ``(error_sum, n_done, bad)``: ``bad`` is the position in ``order`` of the
-  first pattern whose local error or updated weights were not finite (-1 if none);
-  ``n_done == bad`` then, and ``error_sum`` covers the patterns before it.
-* Extra public helpers: ``present_pattern`` and ``lms_cost`` (the two steps of
-  an iteration between the kernels), ``workspace_size``.
+* Extra public helpers: ``present_pattern`` and ``lms_cost`` (the steps of an
+  iteration between the kernels) and ``workspace_size``.
+
+Every kernel derives a small workspace from the plan (``_workspace``: receive mask,
+conv gather/scatter maps, runs of conv pairs) at each call; train_patterns and evaluate
+do it once per call, so call them on many patterns at a time.
 
 tanh is computed by ``_tanh``, a vectorisable expm1-based formula (range reduction by
 ln 2, Taylor polynomial, power of two built by multiplications) accurate to ~2 ulp in
@@ -1213,32 +1233,24 @@ def update(w, delta, acc, hess, hq, mode, alpha, decay, mu, gamma):
     ga = ft(gamma)
     omg = ft(1.0 - gamma)
     zero = ft(0.0)
+    second = mode != MODE_SGD
+    momentum = alpha != 0.0
+    decays = decay != 0.0
     chk = zero
-    n = w.shape[0]
-    if mode != MODE_SGD:
-        for k in range(n):
+    for k in range(w.shape[0]):
+        st = acc[k]
+        acc[k] = zero
+        if second:
             h = omg * hess[k] + ga * hq[k]
             hess[k] = h
-            acc[k] = acc[k] / (m + abs(h))
             hq[k] = zero
-    if alpha != 0.0:
-        for k in range(n):
-            delta[k] = al * delta[k] + oma * acc[k]
-    else:
-        for k in range(n):
-            delta[k] = acc[k]
-    if decay != 0.0:
-        for k in range(n):
-            v = omd * w[k] + delta[k]
-            w[k] = v
-            chk += v * zero
-    else:
-        for k in range(n):
-            v = w[k] + delta[k]
-            w[k] = v
-            chk += v * zero
-    for k in range(n):
-        acc[k] = zero
+            st = st / (m + abs(h))
+        if momentum:
+            st = al * delta[k] + oma * st
+        delta[k] = st
+        v = omd * w[k] + st if decays else w[k] + st
+        w[k] = v
+        chk += v * zero
     return chk == zero
 
 
