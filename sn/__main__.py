@@ -80,6 +80,26 @@ def _parser():
                        help="passes over the training set per measure (default 1)")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(action=_bench)
+
+    plot = sub.add_parser("plot", help="training and test curves of a perf-file (matplotlib)",
+                          description="Draw error and performance against age, one curve per "
+                                      "pattern range of PERF-FILE (lines 'age error performance "
+                                      ";{first-last}'), into a picture file.")
+    plot.add_argument("files", metavar="PERF-FILE")
+    plot.add_argument("-o", "--output", metavar="OUT.png",
+                      help="picture to write (default PERF-FILE's name .png)")
+    plot.set_defaults(action=_plot)
+
+    errors = sub.add_parser("errors", help="draw the misclassified test patterns (matplotlib)",
+                            description="Load FILE's definitions and the weights WEIGHTS "
+                                        "(load-net), evaluate the test set and draw the "
+                                        "misclassified patterns with their true and predicted "
+                                        "classes (at most 100).")
+    errors.add_argument("files", metavar="FILE")
+    errors.add_argument("weights", metavar="WEIGHTS")
+    errors.add_argument("-o", "--output", metavar="OUT.png", default="misses.png",
+                        help="picture to write (default misses.png)")
+    errors.set_defaults(action=_errors)
     return parser
 
 
@@ -112,6 +132,18 @@ def _train(args):
     from .train import run
     run(args.files, passes=args.passes, seed=args.seed, save=args.save, report=args.report,
         resume=args.resume)
+    return 0
+
+
+def _plot(args):
+    from .plot import run_plot
+    run_plot(args.files, args.output, stream=sys.stdout)
+    return 0
+
+
+def _errors(args):
+    from .plot import run_errors
+    run_errors(args.files, args.weights, args.output, stream=sys.stdout)
     return 0
 
 

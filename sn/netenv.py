@@ -569,34 +569,6 @@ def _order(interp, start, count):
     return None, None
 
 
-# ---- displays (the text ones; graphics come with the display module) -------
-
-@builtin("disp-nil", interp=True)
-def disp_nil(interp, n=None):
-    return None
-
-
-@builtin("disp-text", interp=True)
-def disp_text(interp, n):
-    interp.write(f"age={interp.get('age')}  pattern={n}  error={interp.get('local-error'):9.5f}  "
-                 f"{'  ok  ' if interp.get('good-answer') is not None else '**arrgh**'}\n")
-    return None
-
-
-@builtin("set-disp-nil", interp=True)
-def set_disp_nil(interp):
-    interp.set("disp-basic-iteration", REGISTRY["disp-nil"])
-    interp.set("disp-perf-iteration", REGISTRY["disp-nil"])
-    return interp.intern("disp-nil")
-
-
-@builtin("set-disp-text", interp=True)
-def set_disp_text(interp):
-    interp.set("disp-basic-iteration", REGISTRY["disp-text"])
-    interp.set("disp-perf-iteration", REGISTRY["disp-text"])
-    return interp.intern("disp-text")
-
-
 # ---- learning loops -----------------------------------------------------------
 
 def fast_path(interp, newton):

@@ -13,6 +13,7 @@ LIBRARY_MODULES = [
     "sn.connect",
     "sn.netenv",
     "sn.weights",
+    "sn.display",
 ]
 
 
