@@ -760,3 +760,73 @@ def test_new_buffers():
     assert b.x.dtype == F32 and b.w.shape == (3,) and b.x[0] == 1 and b.x[1:].sum() == 0
     with pytest.raises(TypeError):
         K.new_buffers(5, 3, np.int32)
+
+
+# ---------------------------------------------------------------------------
+# Random sparse networks (hypothesis)
+# ---------------------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+ALL_NLFS = [TANH_C, NLF_KINDS["lin"], NLF_KINDS["piece"], NLF_KINDS["relu"],
+            (K.NLF_BIN, 1.0, 0.7, 0.1, 0.0)]
+
+
+@st.composite
+def random_nets(draw):
+    """Bias 0, inputs, then 1-3 stages; every unit of a stage draws connections from
+    earlier units (bias and inputs included) through a small pool of shared weights."""
+    nin = draw(st.integers(1, 4))
+    sizes = draw(st.lists(st.integers(1, 4), min_size=1, max_size=3))
+    nw = draw(st.integers(1, 12))
+    nunits = 1 + nin + sum(sizes)
+    nlf_rows = draw(st.lists(st.integers(0, len(ALL_NLFS) - 1), min_size=len(sizes),
+                             max_size=len(sizes)))
+    outputs = list(range(nunits - sizes[-1], nunits))
+    b = Builder(nunits, range(1, 1 + nin), outputs, ALL_NLFS)
+    b.nweights = nw
+    lo = 1 + nin
+    for size, row in zip(sizes, nlf_rows):
+        conns = []
+        for j in range(lo, lo + size):
+            srcs = draw(st.lists(st.integers(0, lo - 1), min_size=0, max_size=5))
+            for i in srcs:
+                conns.append((i, j, draw(st.integers(0, nw - 1)),
+                              draw(st.floats(0.01, 1.0))))
+        b.stage(lo, lo + size, row)
+        if conns:
+            b.sparse(conns)
+        lo += size
+    return b
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_nets(), st.integers(0, 2 ** 31))
+def test_random_sparse_nets_match_reference(bd, seed):
+    rng = np.random.default_rng(seed)
+    plan = bd.plan(np.zeros(bd.nunits))
+    ref = Ref(bd, bd.connections(np.zeros(bd.nunits)))
+    bufs = K.new_buffers(bd.nunits, bd.nweights, F64)
+    bufs.w[:] = rng.uniform(-1.5, 1.5, bd.nweights)
+    pat = rng.uniform(-1, 1, len(bd.inputs))
+    des = rng.uniform(-1, 1, len(bd.outputs))
+    K.present_pattern(plan, bufs.x, pat)
+    K.forward(plan, bufs.x, bufs.s, bufs.w)
+    x0 = np.zeros(bd.nunits)
+    x0[0] = 1
+    x0[bd.inputs] = pat
+    xr, sr = ref.forward(x0, bufs.w)
+    np.testing.assert_allclose(bufs.x, xr, rtol=1e-12, atol=1e-12)
+    K.lms_cost(plan, bufs.x, bufs.b, des)
+    br, _ = ref.cost(xr, des)
+    K.backward(plan, bufs.x, bufs.s, bufs.w, bufs.b, bufs.g, bufs.acc)
+    br, gr, accr = ref.backward(xr, sr, bufs.w, br, bd.nweights)
+    np.testing.assert_allclose(bufs.b, br, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bufs.g, gr, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bufs.acc, accr, rtol=1e-12, atol=1e-12)
+    lm = bool(seed % 2)
+    K.backward2(plan, bufs.x, bufs.s, bufs.w, bufs.b, bufs.ggrad, bufs.sqb, bufs.hq, lm)
+    ggr, sqbr, hqr = ref.backward2(xr, sr, bufs.w, br, bd.nweights, lm)
+    np.testing.assert_allclose(bufs.ggrad, ggr, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bufs.sqb, sqbr, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bufs.hq, hqr, rtol=1e-12, atol=1e-12)
