@@ -213,7 +213,7 @@ def value_range(values):
 
 
 def emit(interp, lines):
-    interp.write("".join(line + "\n" for line in lines))
+    interp.write("".join(line.rstrip() + "\n" for line in lines))
 
 
 # ---- patterns ---------------------------------------------------------------
