@@ -448,9 +448,10 @@ def kernel_lines(interp, blocks, name, kind, columns):
         pictures = [grid(w, -m, m, kind, title=f"{i}>{o}", signed=True)
                     for _, i, o, w in kernels]
         return lines + side_by_side(pictures, columns, gap=1)
-    for (_, o), ks in by_out.items():
+    for (block_id, o), ks in by_out.items():
+        src = next(_layer_name(net, b.src_lo) for b in blocks if id(b) == block_id)
         pictures = [grid(w, -m, m, kind, title=str(i), signed=True) for i, w in ks]
-        lines.append(f"map {o} from maps:")
+        lines.append(f"{name} map {o}, kernels from {src} maps:")
         lines += side_by_side(pictures, columns, gap=1)
     return lines
 

@@ -190,7 +190,7 @@ def save_misses(interp, out_path, limit=MAX_MISSES, fn="save-misses"):
     ncols = min(10, max(len(shown), 1))
     nrows = max(1, math.ceil(len(shown) / ncols))
     fig = new_figure(figsize=(1.1 * ncols + 0.4, 1.25 * nrows + 0.7))
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, gridspec_kw={"hspace": 0.6}).ravel())
     for ax in axes:
         ax.set_axis_off()
     for ax, (p, true, pred) in zip(axes, shown):

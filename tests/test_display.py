@@ -142,6 +142,19 @@ def test_draw_weights_shows_the_kernels_in_order():
     ]
 
 
+def test_kernels_of_several_input_maps_grouped_by_output_map():
+    interp, out = small(text="""
+        (build-net '((input (1 6 6)) (maps (2 3 3)) (more (3 2 2)) (out 4)) '((more out)))
+        (mask-2d-connect input 6 6 maps 3 3 2 2 3 3 :pad 1 :background -1 :table (full-table 1 2))
+        (mask-2d-connect maps 3 3 more 2 2 1 1 2 2 :table (full-table 2 3))""")
+    interp.eval_text("(draw-weights more)")
+    lines = take(out).splitlines()
+    assert lines[0].startswith("more: 6 kernels 2x2 from maps;")
+    heads = [l for l in lines if l.startswith("more map")]
+    assert heads == [f"more map {o}, kernels from maps maps:" for o in range(3)]
+    assert len(lines) == 1 + 3 * (1 + 1 + 2)
+
+
 def test_kernel_shapes_are_read_from_the_taps():
     interp, _ = small(text="""
         (build-net '((input (1 7 9)) (maps (1 3 4)) (flat 12) (out 2)) '((flat out)))
