@@ -588,14 +588,14 @@ def show_step(interp, p):
     table = ["out  output  desired"]
     best, want = int(np.argmax(y)), int(np.argmax(d))
     for i in range(len(y)):
-        mark = ("<" if i == best else " ") + ("*" if i == want and len(y) > 1 else " ")
+        mark = ("<" if i == best else " ") + ("*" if i == want else " ") if len(y) > 1 else ""
         table.append(f"{i:>3}  " + cells([y[i]], -1.0, 1.0, kind) + f"{y[i]:+7.3f}  "
                      f"{d[i]:+6.2f} {mark}".rstrip())
     if len(y) > 1:
         table.append("(< largest output, * desired class)")
     right = interp.get("good-answer") is not None
     lines = [title]
-    if len(y) <= 20 and max(len(p.lines) for p in pictures) >= 1:
+    if len(y) <= 20:
         pictures = pictures + [Picture(table, max(_visible(t) for t in table))]
         lines += side_by_side(pictures, columns, gap=3)
     else:
