@@ -329,7 +329,7 @@ def windows(interp, args, fn, shared, toric):
     ntaps = ysize * xsize
     per_pair = ntaps if shared else ntaps * out_rows * out_cols
     block = Block("conv", dst_lo, out_rows * out_cols, src_lo, rows * cols, shared=shared,
-                  taps=taps, note=fn)
+                  taps=taps, kshape=(ysize, xsize), note=fn)
     block.pairs = np.array([(a, b, k * per_pair) for k, (a, b) in enumerate(pairs)], dtype=np.int64)
     background = opts["background"] if has_bg and (taps == -1).any() else None
     _conv_block(interp, block, per_pair * len(pairs), background, coords)

@@ -34,7 +34,6 @@ from .datum import Cons, Symbol, is_number, py_list, to_string
 from .errors import SNError
 from .netlib import number, units_of
 from .registry import builtin, special
-from . import plot as _plot  # noqa: F401  (registers plot-perf and save-misses)
 
 ASCII = " .:-=+*#%@"
 BLOCKS = " ░▒▓█"
@@ -387,32 +386,8 @@ def draw_net(interp, net_struc=None, pattern=None):
 # ---- weights ------------------------------------------------------------------
 
 def kernel_shape(net, block):
-    """(ysize, xsize) of a conv block's kernels, read from its taps: in a
-    window that lies inside the source plane, tap ky*xsize+kx reads offset
-    ky*cols+kx from the first. Square kernels when no window tells."""
-    ntaps = block.taps.shape[0]
-    cols = None
-    for layer in net.layers:
-        if (layer.shape and layer.lo <= block.src_lo < layer.lo + layer.n
-                and layer.shape[1] * layer.shape[2] == block.src_n):
-            cols = layer.shape[2]
-    inside = np.flatnonzero((block.taps >= 0).all(axis=0))
-    for pos in inside[:64]:
-        d = block.taps[:, pos] - block.taps[0, pos]
-        run = 1
-        while run < ntaps and d[run] == run:
-            run += 1
-        candidates = [run] if cols is None else [run, cols]
-        for xsize in candidates:
-            if xsize <= 0 or ntaps % xsize:
-                continue
-            ysize = ntaps // xsize
-            stride = cols if cols is not None else (d[xsize] if xsize < ntaps else xsize)
-            expect = (np.arange(ysize)[:, None] * stride + np.arange(xsize)[None, :]).ravel()
-            if np.array_equal(d, expect):
-                return ysize, xsize
-    r = math.isqrt(ntaps)
-    return (r, r) if r * r == ntaps else (1, ntaps)
+    """(rows, cols) of a conv block's kernels, as its helper recorded them."""
+    return block.kshape
 
 
 def conv_blocks(net, lo, n):

@@ -63,6 +63,7 @@ class Block:
     taps: np.ndarray = None
     pairs: np.ndarray = None
     bgunits: np.ndarray = None
+    kshape: tuple = None     # (rows, cols) of a conv block's windows
     conn_lo: int = 0
     conn_hi: int = 0
     note: str = field(default="")

@@ -14,6 +14,7 @@ LIBRARY_MODULES = [
     "sn.netenv",
     "sn.weights",
     "sn.display",
+    "sn.plot",
 ]
 
 

@@ -39,7 +39,7 @@ class Terminal:
         os.close(slave)
         self.seen = ""
 
-    def expect(self, text, timeout=20):
+    def expect(self, text, timeout=90):
         """Read until `text` appears; return what was read up to and including it."""
         deadline = time.time() + timeout
         while text not in self.seen:
