@@ -33,14 +33,16 @@ def run(path, passes=1, as_json=False, out=print):
     constants = (0.0, 0.0, 0.05, 0.05)
     start = time.perf_counter()
     plan = compiled(interp).plan
-    K.train_patterns(plan, buffers(net), pats, des, order[:1], K.MODE_SGD, *constants)
+    K.train_patterns(plan, buffers(net), pats, des, order[:1], K.MODE_SGD, *constants,
+                     K.plain_extras())
     compile_s = time.perf_counter() - start
     results = {
         "sgd_samples_per_s": _speed(plan, net, pats, des, order, K.MODE_SGD, constants),
         "lm_samples_per_s": _speed(plan, net, pats, des, order, K.MODE_LM, constants),
     }
     sparse = compiled(interp, all_sparse=True).plan
-    K.train_patterns(sparse, buffers(net), pats, des, order[:1], K.MODE_SGD, *constants)
+    K.train_patterns(sparse, buffers(net), pats, des, order[:1], K.MODE_SGD, *constants,
+                     K.plain_extras())
     results["sparse_sgd_samples_per_s"] = _speed(sparse, net, pats, des, order, K.MODE_SGD,
                                                  constants)
     results["compile_s"] = round(compile_s, 3)
@@ -58,7 +60,8 @@ def run(path, passes=1, as_json=False, out=print):
 
 def _speed(plan, net, pats, des, order, mode, constants):
     start = time.perf_counter()
-    _, done, bad = K.train_patterns(plan, buffers(net), pats, des, order, mode, *constants)
+    _, done, bad = K.train_patterns(plan, buffers(net), pats, des, order, mode, *constants,
+                                    K.plain_extras())
     seconds = time.perf_counter() - start
     if bad >= 0:
         raise SNError("bench: training diverged (NaN); the benchmark needs a stable network")

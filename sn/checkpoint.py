@@ -1,7 +1,8 @@
 """Checkpoints of `sn train`: after every learning call of the training
 function (each pass of trun, run, learn-cycle ...), everything needed to go on
-is written: the weights with their momentum and curvature, the epsilons, the
-random state, age, the current pattern, the perf-file so far.
+is written: the weights with their momentum and curvature (or AdamW's
+moments and step count), the epsilons, the random state, age, the current
+pattern, the perf-file so far.
 
 Resuming runs the training function again from the start in "replay" mode:
 the learning calls already done are skipped, and so are the measures between
@@ -74,8 +75,10 @@ def save(interp, path, calls, identity):
         "structure": structure_hash(net).hex(),
     }
     buf = io.BytesIO()
+    adamw = interp.modern.adamw
     np.savez(buf, w=net.w[:m], delta=net.delta[:m], hess=net.hess[:m], eps=net.ceps[:net.nconn],
-             x=net.x[:n], meta=np.frombuffer(json.dumps(state).encode(), dtype=np.uint8))
+             x=net.x[:n], adamw=adamw if adamw is not None else np.zeros(0),
+             meta=np.frombuffer(json.dumps(state).encode(), dtype=np.uint8))
     atomic_write(path, buf.getvalue())
 
 
@@ -113,6 +116,8 @@ def restore(interp, saved):
     interp.set("age", saved["age"])
     interp.set("current-pattern", saved["current_pattern"])
     interp.rng.bit_generator.state = saved["rng"]
+    if interp.modern.adamw is not None and len(saved["adamw"]):
+        interp.modern.adamw[:] = saved["adamw"]
     name = interp.get("perf-file")
     if name:
         atomic_write(interp.resolve(name), saved["perf"])

@@ -28,19 +28,25 @@ class Compiled:
         self.n_sparse_conns = n_sparse_conns
 
 
-def compiled(interp, all_sparse=False):
-    """The cached plan of the interpreter's network, rebuilt when needed."""
+def compiled(interp, all_sparse=False, unit_eps=False):
+    """The cached plan of the interpreter's network, rebuilt when needed; with
+    `unit_eps` every epsilon is 1 (for optimizers that want plain gradients)."""
     net = interp.net
     nlf = current_nlf(interp)
     inputs = units_of(interp.get("input-layer"), "input-layer", net)
     outputs = units_of(interp.get("output-layer"), "output-layer", net)
-    key = (net.version, nlf.key(), net.dtype.str, inputs.tobytes(), outputs.tobytes(), all_sparse)
+    key = (net.version, nlf.key(), net.dtype.str, inputs.tobytes(), outputs.tobytes(), all_sparse,
+           unit_eps)
     cache = getattr(net, "plan_cache", None)
     if cache is None:
         cache = net.plan_cache = {}
     if key not in cache:
         cache.clear()
         cache[key] = compile_net(net, nlf, inputs, outputs, all_sparse)
+        if unit_eps:
+            plan = cache[key].plan
+            cache[key].plan = plan._replace(csr_eps=np.ones_like(plan.csr_eps),
+                                            ueps=np.ones_like(plan.ueps))
     return cache[key]
 
 

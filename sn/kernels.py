@@ -81,7 +81,10 @@ NLF_TANH, NLF_LIN, NLF_PIECE, NLF_BIN, NLF_RELU = range(5)
 # stage columns
 ST_LO, ST_HI, ST_NLF, ST_OP_LO, ST_OP_HI = range(5)
 
-MODE_SGD, MODE_NEWTON, MODE_LM = 0, 1, 2
+MODE_SGD, MODE_NEWTON, MODE_LM, MODE_ADAMW = 0, 1, 2, 3
+COST_LMS, COST_XENT = 0, 1
+# the optimizer's numbers: lr, weight decay, beta1, beta2, epsilon, steps done
+OPT_LR, OPT_WD, OPT_B1, OPT_B2, OPT_EPS, OPT_T = range(6)
 
 _U1, _U2, _U3, _U4 = (np.uint64(i) for i in range(1, 5))   # unsigned index steps
 
@@ -100,10 +103,27 @@ Plan = namedtuple("Plan", [
     "output_units",  # int64 [n_out]
 ])
 
+Extras = namedtuple("Extras", [
+    "cost",          # COST_LMS or COST_XENT
+    "opt",           # float64 [6]  AdamW numbers (OPT_*); OPT_T counts the steps
+    "keep",          # float64 [npat, nd]  dropout factor (0 or 1/(1-p)) of drop_units[j]
+    "drop_units",    # int64 [nd]   units under dropout    for the i-th pattern of `order`
+    "shifts",        # int64 [npat, 2]  (rows, cols) shift of pattern i of `order`
+    "shape",         # int64 [3]    planes, rows, cols of the input (for shifts)
+    "wrap",          # int64        1: shifts wrap around; 0: fill with `fill`
+    "fill",          # float64      value of pixels shifted in
+])
+
 Buffers = namedtuple("Buffers", [
     "x", "s", "b", "g", "ggrad", "sqb",      # per unit
     "w", "delta", "acc", "hess", "hq",       # per weight
 ])
+
+
+def plain_extras(cost=COST_LMS):
+    """Extras for plain on-line training: no dropout, no shifts, no AdamW."""
+    return Extras(cost, np.zeros(6), np.zeros((0, 0)), np.zeros(0, np.int64),
+                  np.zeros((0, 2), np.int64), np.ones(3, np.int64), 0, 0.0)
 
 
 def new_buffers(nunits, nweights, dtype=np.float64):
@@ -222,7 +242,7 @@ def _nlf_forward(nlf, s, x, lo, hi):
 
 
 @njit(**_SAFE)
-def _nlf_backward(nlf, s, b, sqb, g, ggrad, lo, hi, first, second, lm):
+def _nlf_backward(nlf, s, b, sqb, g, ggrad, lo, hi, first, second, lm, keep, dropping):
     """For lo <= j < hi:
         g[j] = b[j] f'(s[j])                                  (first)
         ggrad[j] = sqb[j] f'(s[j])^2 - b[j] f''(s[j])         (second; lm: no f'' term)
@@ -231,6 +251,8 @@ def _nlf_backward(nlf, s, b, sqb, g, ggrad, lo, hi, first, second, lm):
                (BIN: SN's pseudo-gradient)
     LIN   f' = A                        PIECE  f' = A B [|B s| < 1] + C
     RELU  f' = [s > 0];                 f'' = 0 for these three
+    With dropout (`dropping`), x = keep f(s): g and ggrad are multiplied by keep
+    and keep^2.
     """
     kind = int(nlf[0])
     A = nlf[1]
@@ -270,6 +292,13 @@ def _nlf_backward(nlf, s, b, sqb, g, ggrad, lo, hi, first, second, lm):
                 gv[j] = bv[j] * d
             if second:
                 hv[j] = qv[j] * (d * d)
+    if dropping:
+        kv = keep[lo:hi]
+        for j in range(n):
+            if first:
+                gv[j] *= kv[j]
+            if second:
+                hv[j] *= kv[j] * kv[j]
 
 
 # ---------------------------------------------------------------------------
@@ -1121,7 +1150,8 @@ def _conv_backward_tapmajor(plan, k, w, g, acc, ggrad, hq, wk, first, second):
 # ---------------------------------------------------------------------------
 
 @njit(**_FAST)
-def _forward(plan, x, s, w, wk):
+def _forward(plan, x, s, w, wk, keep, dropping):
+    """All stages in order; with dropout, x = keep * f(s) (keep: 0 or 1/(1-p))."""
     ops = plan.ops
     stages = plan.stages
     for st in range(stages.shape[0]):
@@ -1140,10 +1170,14 @@ def _forward(plan, x, s, w, wk):
             else:
                 _sparse_forward(plan, k, x, s, w)
         _nlf_forward(plan.nlfs[stages[st, ST_NLF]], s, x, lo, hi)
+        if dropping:
+            for j in range(lo, hi):
+                x[j] *= keep[j]
 
 
 @njit(**_FAST)
-def _backprop(plan, x, s, w, b, g, acc, ggrad, sqb, hq, first, second, lm, wk):
+def _backprop(plan, x, s, w, b, g, acc, ggrad, sqb, hq, first, second, lm, wk, keep,
+              dropping):
     """One reverse pass over the stages: first-order (g, b, acc) when `first`,
     second-order (ggrad, sqb, hq) when `second`."""
     ops = plan.ops
@@ -1156,14 +1190,11 @@ def _backprop(plan, x, s, w, b, g, acc, ggrad, sqb, hq, first, second, lm, wk):
             b[j] = zero if r else b[j]
         if second:
             sqb[j] = zero if r else sqb[j]
-    if second:
-        for o in plan.output_units:
-            sqb[o] = 1.0
     for st in range(stages.shape[0] - 1, -1, -1):
         lo = stages[st, ST_LO]
         hi = stages[st, ST_HI]
         nlf = plan.nlfs[stages[st, ST_NLF]]
-        _nlf_backward(nlf, s, b, sqb, g, ggrad, lo, hi, first, second, lm)
+        _nlf_backward(nlf, s, b, sqb, g, ggrad, lo, hi, first, second, lm, keep, dropping)
         for k in range(stages[st, ST_OP_LO], stages[st, ST_OP_HI]):
             kind = ops[k, KIND]
             if kind == OP_CONV:
@@ -1191,7 +1222,14 @@ def forward(plan, x, s, w):
     """Forward pass, stages in order (x of input and constant units already set):
         s[j] = sum_c w[k_c] x[i_c]  over the connections into j;   x[j] = f(s[j])"""
     wk = _workspace(plan, x)
-    _forward(plan, x, s, w, wk)
+    _forward(plan, x, s, w, wk, x, x.shape[0] < 0)
+
+
+@njit(**_SAFE)
+def forward_keep(plan, x, s, w, keep):
+    """forward with dropout: x[j] = keep[j] f(s[j]) (keep: 1, or 0 / (1-p)-scaled)."""
+    wk = _workspace(plan, x)
+    _forward(plan, x, s, w, wk, keep, x.shape[0] >= 0)
 
 
 @njit(**_SAFE)
@@ -1199,22 +1237,31 @@ def backward(plan, x, s, w, b, g, acc):
     """First-order backward pass, stages in reverse (b of output units set by the cost):
         g[j] = b[j] f'(s[j]);   b[i] = sum_c w[k_c] g[j_c]  (hidden units)
         acc[k_c] += eps_c x[i_c] g[j_c]"""
+    backward_keep(plan, x, s, w, b, g, acc, x, x.shape[0] < 0)
+
+
+@njit(**_SAFE)
+def backward_keep(plan, x, s, w, b, g, acc, keep, dropping):
+    """backward, with g[j] multiplied by keep[j] when `dropping`."""
     wk = _workspace(plan, x)
     _gather_all(plan, x, wk)
     yes = x.shape[0] >= 0           # run-time flags: one compiled _backprop for all
-    _backprop(plan, x, s, w, b, g, acc, g, g, acc, yes, not yes, not yes, wk)
+    _backprop(plan, x, s, w, b, g, acc, g, g, acc, yes, not yes, not yes, wk, keep,
+              dropping and yes)
 
 
 @njit(**_SAFE)
 def backward2(plan, x, s, w, b, ggrad, sqb, hq, lm):
-    """Second-order backward pass ("backward-2-prop"), stages in reverse:
-        sqb[o] = 1 (outputs);   sqb[i] = sum_c w[k_c]^2 ggrad[j_c]  (hidden units)
+    """Second-order backward pass ("backward-2-prop"), stages in reverse (sqb of
+    the output units set by the cost: 1 for LMS):
+        sqb[i] = sum_c w[k_c]^2 ggrad[j_c]  (hidden units)
         ggrad[j] = sqb[j] f'(s[j])^2 - b[j] f''(s[j])    (lm: without the f'' term)
         hq[k_c] += ggrad[j_c] x[i_c]^2"""
     wk = _workspace(plan, x)
     _gather_all(plan, x, wk)
     yes = x.shape[0] >= 0
-    _backprop(plan, x, s, w, b, ggrad, hq, ggrad, sqb, hq, not yes, yes, lm != 0, wk)
+    _backprop(plan, x, s, w, b, ggrad, hq, ggrad, sqb, hq, not yes, yes, lm != 0, wk, x,
+              not yes)
 
 
 @njit(**_FAST)
@@ -1254,6 +1301,41 @@ def update(w, delta, acc, hess, hq, mode, alpha, decay, mu, gamma):
     return chk == zero
 
 
+@njit(**_FAST)
+def update_adamw(w, m, v, acc, opt):
+    """AdamW step after one pattern (decoupled weight decay, as PyTorch's AdamW);
+    the gradient is -acc (acc = sum_c x g with unit epsilons); clears acc;
+    opt[OPT_T] counts the steps:
+        m = b1 m + (1 - b1) grad;   v = b2 v + (1 - b2) grad^2
+        w = w (1 - lr wd) - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+    Returns True when every weight is finite."""
+    ft = w.dtype.type
+    opt[OPT_T] += 1.0
+    t = opt[OPT_T]
+    lr = opt[OPT_LR]
+    b1 = opt[OPT_B1]
+    b2 = opt[OPT_B2]
+    c1 = ft(lr / (1.0 - b1 ** t))
+    c2 = ft(1.0 / np.sqrt(1.0 - b2 ** t))
+    shrink = ft(1.0 - lr * opt[OPT_WD])
+    fb1, fb2 = ft(b1), ft(b2)
+    ob1, ob2 = ft(1.0 - b1), ft(1.0 - b2)
+    eps = ft(opt[OPT_EPS])
+    zero = ft(0.0)
+    chk = zero
+    for k in range(w.shape[0]):
+        gr = -acc[k]
+        acc[k] = zero
+        mk = fb1 * m[k] + ob1 * gr
+        vk = fb2 * v[k] + ob2 * gr * gr
+        m[k] = mk
+        v[k] = vk
+        val = w[k] * shrink - c1 * mk / (np.sqrt(vk) * c2 + eps)
+        w[k] = val
+        chk += val * zero
+    return chk == zero
+
+
 @njit(**_SAFE)
 def present_pattern(plan, x, row):
     """x[input_units[i]] = row[i]"""
@@ -1263,74 +1345,158 @@ def present_pattern(plan, x, row):
 
 
 @njit(**_SAFE)
-def lms_cost(plan, x, b, row):
-    """b[o] = d_o - x_o for the output units (row = desired values); returns the
-    local error E / n_out, E = 1/2 sum_o (d_o - x_o)^2."""
+def present_shifted(plan, x, row, dy, dx, shape, wrap, fill):
+    """x[input_units] = the pattern shifted by dy rows and dx columns, plane by
+    plane (shape = planes, rows, cols): pixel (r, c) takes the value of
+    (r - dy, c - dx), wrapped around or `fill` when outside."""
+    inp = plan.input_units
+    rows = shape[1]
+    cols = shape[2]
+    size = rows * cols
+    for p in range(shape[0]):
+        base = p * size
+        for r in range(rows):
+            sr = r - dy
+            if wrap:
+                sr %= rows
+            for c in range(cols):
+                sc = c - dx
+                if wrap:
+                    sc %= cols
+                if 0 <= sr < rows and 0 <= sc < cols:
+                    x[inp[base + r * cols + c]] = row[base + sr * cols + sc]
+                else:
+                    x[inp[base + r * cols + c]] = fill
+
+
+@njit(**_SAFE)
+def lms_cost(plan, x, b, sqb, row):
+    """b[o] = d_o - x_o, sqb[o] = 1 for the output units (row = desired values);
+    returns the local error E / n_out, E = 1/2 sum_o (d_o - x_o)^2."""
     out = plan.output_units
     e = 0.0
     for i in range(out.shape[0]):
         d = row[i] - x[out[i]]
         b[out[i]] = d
+        sqb[out[i]] = 1.0
         e += 0.5 * float(d) * float(d)
     return e / out.shape[0] if out.shape[0] > 0 else 0.0
 
 
 @njit(**_SAFE)
+def xent_cost(plan, x, s, b, sqb, row):
+    """Softmax cross-entropy on the output sums: p = softmax(s_o), t_o = the
+    desired values > 0 normalised to sum 1;
+        b[o] = t_o - p_o (so that a linear output unit gets g = -dE/ds),
+        sqb[o] = p_o (1 - p_o) (the Gauss-Newton curvature);
+    returns E / n_out, E = -sum_o t_o log p_o."""
+    out = plan.output_units
+    n = out.shape[0]
+    if n == 0:
+        return 0.0
+    top = float(s[out[0]])
+    for i in range(n):
+        top = max(top, float(s[out[i]]))
+    z = 0.0
+    npos = 0.0
+    for i in range(n):
+        z += np.exp(float(s[out[i]]) - top)
+        if row[i] > 0:
+            npos += 1.0
+    logz = np.log(z) + top
+    e = 0.0
+    for i in range(n):
+        o = out[i]
+        p = np.exp(float(s[o]) - logz)
+        t = (1.0 / npos) if (row[i] > 0 and npos > 0) else 0.0
+        b[o] = t - p
+        sqb[o] = p * (1.0 - p)
+        if t > 0:
+            e -= t * (float(s[o]) - logz)
+    return e / n
+
+
+@njit(**_SAFE)
+def cost(plan, kind, x, s, b, sqb, row):
+    """The cost of kind COST_LMS or COST_XENT (see lms_cost and xent_cost)."""
+    if kind == COST_XENT:
+        return xent_cost(plan, x, s, b, sqb, row)
+    return lms_cost(plan, x, b, sqb, row)
+
+
+@njit(**_SAFE)
 def train_patterns(plan, bufs, patterns, desired, order, mode, alpha, decay, mu,
-                   gamma):
-    """On-line training over the pattern numbers in `order`. For each p:
-    x[inputs] = patterns[p]; forward; b[o] = desired[p] - x[o]; backward;
-    backward2 (mode 1 Newton, 2 LM); update. Returns (sum of local errors,
-    number of patterns done, position in `order` of the first pattern whose
-    local error or updated weights are not finite, or -1); stops there."""
+                   gamma, extras):
+    """On-line training over the pattern numbers in `order`. For each p (the
+    i-th of `order`): x[inputs] = patterns[p] (shifted by extras.shifts[i] when
+    there are shifts); forward (dropout: the units of extras.drop_units times
+    extras.keep[i]); the cost (extras.cost) against desired[p]; backward;
+    backward2 (mode 1 Newton, 2 LM); update (mode 3: AdamW with extras.opt).
+    Returns (sum of local errors, number of patterns done, position in `order`
+    of the first pattern whose local error or updated weights are not finite,
+    or -1); stops there."""
     x = bufs.x
     wk = _workspace(plan, x)
-    second = mode != MODE_SGD
+    second = mode == MODE_NEWTON or mode == MODE_LM
     lm = mode == MODE_LM
     yes = x.shape[0] >= 0
+    dropping = extras.drop_units.shape[0] > 0
+    shifting = extras.shifts.shape[0] > 0
+    keep = np.ones_like(x)
     tot = 0.0
     for i in range(order.shape[0]):
         p = order[i]
-        present_pattern(plan, x, patterns[p])
-        _forward(plan, x, bufs.s, bufs.w, wk)
-        e = lms_cost(plan, x, bufs.b, desired[p])
+        if shifting:
+            present_shifted(plan, x, patterns[p], extras.shifts[i, 0], extras.shifts[i, 1],
+                            extras.shape, extras.wrap != 0, extras.fill)
+        else:
+            present_pattern(plan, x, patterns[p])
+        if dropping:
+            for j in range(extras.drop_units.shape[0]):
+                keep[extras.drop_units[j]] = extras.keep[i, j]
+        _forward(plan, x, bufs.s, bufs.w, wk, keep, dropping)
+        e = cost(plan, extras.cost, x, bufs.s, bufs.b, bufs.sqb, desired[p])
         if not np.isfinite(e):
             return tot, i, i
         _backprop(plan, x, bufs.s, bufs.w, bufs.b, bufs.g, bufs.acc, bufs.ggrad,
-                  bufs.sqb, bufs.hq, yes, second, lm, wk)
-        if not update(bufs.w, bufs.delta, bufs.acc, bufs.hess, bufs.hq, mode, alpha,
-                      decay, mu, gamma):
+                  bufs.sqb, bufs.hq, yes, second, lm, wk, keep, dropping)
+        if mode == MODE_ADAMW:
+            ok = update_adamw(bufs.w, bufs.delta, bufs.hess, bufs.acc, extras.opt)
+        else:
+            ok = update(bufs.w, bufs.delta, bufs.acc, bufs.hess, bufs.hq, mode, alpha,
+                        decay, mu, gamma)
+        if not ok:
             return tot, i, i
         tot += e
     return tot, order.shape[0], -1
 
 
 @njit(**_SAFE)
-def evaluate(plan, x, s, w, patterns, desired, lo, hi, out_err, out_class, out_sign):
+def evaluate(plan, x, s, w, patterns, desired, lo, hi, out_err, out_class, out_sign,
+             kind):
     """Forward only, for the patterns lo <= p < hi:
-        out_err[p] = 1/2 sum_o (d_o - x_o)^2 / n_out        (local error)
+        out_err[p] = the local error of the cost `kind` (lms_cost, xent_cost)
         out_class[p] = argmax_o x_o                          (first maximum)
         out_sign[p] = 1 if (x_o > 0) == (d_o > 0) for every output o, else 0
     Returns the sum of the local errors."""
     wk = _workspace(plan, x)
     out = plan.output_units
     nout = out.shape[0]
+    b = np.zeros_like(x)
+    sqb = np.zeros_like(x)
     tot = 0.0
     for p in range(lo, hi):
         present_pattern(plan, x, patterns[p])
-        _forward(plan, x, s, w, wk)
-        e = 0.0
+        _forward(plan, x, s, w, wk, x, x.shape[0] < 0)
+        e = cost(plan, kind, x, s, b, sqb, desired[p])
         best = 0
         ok = 1
         for i in range(nout):
             xo = x[out[i]]
-            d = float(desired[p, i]) - float(xo)
-            e += 0.5 * d * d
             if xo > x[out[best]]:
                 best = i
             if (xo > 0) != (desired[p, i] > 0):
                 ok = 0
-        e = e / nout if nout > 0 else 0.0
         out_err[p] = e
         out_class[p] = best
         out_sign[p] = ok

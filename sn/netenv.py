@@ -22,6 +22,7 @@ from .datum import Deferred, Keyword, is_number, to_string
 from .errors import SNError
 from .netlib import lisp_list, number, units_of
 from .nlf import Nlf
+from . import modern
 from .registry import REGISTRY, builtin
 
 CHUNK = 1024  # patterns per kernel call: Ctrl-C and progress reports between chunks
@@ -49,6 +50,7 @@ def setup(interp):
     interp.set("disp-basic-iteration", REGISTRY["disp-nil"])
     interp.set("disp-perf-iteration", REGISTRY["disp-nil"])
     interp.progress = None  # callback(done, total, seconds) while a pass runs
+    interp.learning = False  # inside an iteration that learns (dropout, shifts apply)
 
 
 # ---- data ------------------------------------------------------------------
@@ -248,8 +250,10 @@ def _dataset_options(name, options):
 # ---- the steps of an iteration ----------------------------------------------
 
 def current(interp):
-    """The compiled network (sparse only after (set-plan 'sparse))."""
-    return compiled(interp, all_sparse=getattr(interp, "sparse_only", False))
+    """The compiled network (sparse only after (set-plan 'sparse); epsilons of
+    1 under AdamW, whose accumulators must hold the plain gradient)."""
+    return compiled(interp, all_sparse=getattr(interp, "sparse_only", False),
+                    unit_eps=modern.adamw(interp) is not None)
 
 
 def _plan(interp):
@@ -270,10 +274,22 @@ def set_plan(interp, kind):
 @builtin("present-pattern", interp=True)
 def present_pattern(interp, layer, n):
     get_pattern(interp, interp.get("pattern-matrix"), n, layer)
+    if modern.state(interp).shift > 0 and interp.learning:
+        _shift_input(interp, layer, n)
     noise = interp.get("input-noise")
     if is_number(noise) and noise != 0:
         gauss_state(interp, layer, noise)
     return None
+
+
+def _shift_input(interp, layer, n):
+    """The pattern translated by a random shift (augment-shift), while learning."""
+    state = modern.state(interp)
+    dy, dx = modern.draw_shift(interp)
+    shape = np.asarray(modern.input_shape(interp), dtype=np.int64)
+    K.present_shifted(_plan(interp), interp.net.x[: interp.net.nunits],
+                      np.ascontiguousarray(interp.get("pattern-matrix")[int(n)], dtype=float),
+                      int(dy), int(dx), shape, state.wrap, state.fill)
 
 
 @builtin("present-desired", interp=True)
@@ -288,9 +304,27 @@ def forward_prop(interp, net_struc=None):
     theta = interp.get("theta")
     if is_number(theta) and theta != 0:
         _forward_with_noise(interp, plan, b, float(theta))
+    elif _keep(interp) is not None:
+        K.forward_keep(plan, b.x, b.s, b.w, _keep(interp))
     else:
         K.forward(plan, b.x, b.s, b.w)
     return None
+
+
+def _keep(interp):
+    """The dropout factor of every unit for this iteration (drawn by the
+    iteration that learns), or None outside learning or without dropout."""
+    state = modern.state(interp)
+    return state.keep if interp.learning and state.dropout else None
+
+
+def _draw_keep(interp):
+    state = modern.state(interp)
+    if not state.dropout:
+        return
+    keep = np.ones(interp.net.nunits, dtype=interp.net.dtype)
+    keep[np.concatenate([u for u, _ in state.dropout])] = modern.draw_keep(interp)
+    state.keep = keep
 
 
 def _forward_with_noise(interp, plan, b, theta):
@@ -312,6 +346,7 @@ def init_grad_lms(interp, output, desired):
     des = units_of(desired, "init-grad-lms", net)
     diff = net.x[des].astype(float) - net.x[out]
     net.b[out] = diff
+    net.sqb[out] = 1.0
     return float(0.5 * np.dot(diff, diff))
 
 
@@ -334,7 +369,9 @@ def do_compute_err(interp, output, desired):
 def backward_prop(interp, net_struc=None):
     interp.call(interp.get("do-compute-err"), [interp.get("output-layer"), interp.get("desired-layer")])
     b = buffers(interp.net)
-    K.backward(_plan(interp), b.x, b.s, b.w, b.b, b.g, b.acc)
+    keep = _keep(interp)
+    K.backward_keep(_plan(interp), b.x, b.s, b.w, b.b, b.g, b.acc,
+                    keep if keep is not None else b.x, keep is not None)
     return None
 
 
@@ -348,7 +385,10 @@ def backward_2_prop(interp, net_struc=None):
 
 def _update(interp, mode):
     b = buffers(interp.net)
-    ok = K.update(b.w, b.delta, b.acc, b.hess, b.hq, mode, *_constants(interp))
+    if mode == K.MODE_ADAMW:
+        ok = modern.adamw_update(interp)
+    else:
+        ok = K.update(b.w, b.delta, b.acc, b.hess, b.hq, mode, *_constants(interp))
     interp.net.weights_version += 1
     if not ok:
         raise SNError("a weight became NaN or infinite")
@@ -361,7 +401,7 @@ def _constants(interp):
 
 @builtin("do-update-weight", interp=True)
 def do_update_weight(interp, net_struc=None):
-    return _update(interp, K.MODE_SGD)
+    return _update(interp, _mode(interp, False))
 
 
 @builtin("do-update-weight-newton", interp=True)
@@ -374,9 +414,23 @@ def _hook(interp, name, *args):
 
 
 def _iteration(interp, n, newton):
+    _mode(interp, newton)
     inputs, desired = interp.get("input-layer"), interp.get("desired-layer")
     ns = interp.get("net-struc")
-    _hook(interp, "present-pattern", inputs, n)
+    interp.learning = True
+    try:
+        _hook(interp, "present-pattern", inputs, n)
+        _draw_keep(interp)
+        _learning_steps(interp, n, newton, ns, desired)
+    finally:
+        interp.learning = False
+    interp.set("age", interp.get("age") + 1)
+    interp.set("good-answer", _hook(interp, "classify", n))
+    _hook(interp, "disp-basic-iteration", n)
+    return interp.get("local-error")
+
+
+def _learning_steps(interp, n, newton, ns, desired):
     _hook(interp, "forward-prop", ns)
     _hook(interp, "present-desired", desired, n)
     _hook(interp, "backward-prop", ns)
@@ -385,10 +439,6 @@ def _iteration(interp, n, newton):
         _hook(interp, "do-update-weight-newton", ns)
     else:
         _hook(interp, "do-update-weight", ns)
-    interp.set("age", interp.get("age") + 1)
-    interp.set("good-answer", _hook(interp, "classify", n))
-    _hook(interp, "disp-basic-iteration", n)
-    return interp.get("local-error")
 
 
 @builtin("basic-iteration", interp=True)
@@ -578,7 +628,7 @@ def fast_path(interp, newton):
             return False
     theta = interp.get("theta")
     noise = interp.get("input-noise")
-    return (interp.get("init-grad") is REGISTRY["init-grad-lms"]
+    return (modern.cost_kind(interp) is not None
             and interp.get("disp-basic-iteration") is REGISTRY["disp-nil"]
             and interp.get("next-pattern") is REGISTRY["nextpat-seq"]
             and interp.get("classify") in (REGISTRY["class-max"], REGISTRY["class-quadrant"],
@@ -587,6 +637,11 @@ def fast_path(interp, newton):
 
 
 def _mode(interp, newton):
+    if modern.adamw(interp) is not None:
+        if newton:
+            raise SNError("the -newton and -lm forms are SN's second-order method; with "
+                          "(set-optimizer 'adamw) learn with learn, learn-cycle, run or trun")
+        return K.MODE_ADAMW
     if not newton:
         return K.MODE_SGD
     return K.MODE_LM if interp.get("lev-mar") is not None else K.MODE_NEWTON
@@ -601,6 +656,8 @@ def train_order(interp, order, newton, fn, what="pass"):
     plan = _plan(interp)
     b = buffers(net)
     saved = [a.copy() for a in (b.w, b.delta, b.hess)]
+    opt = modern.adamw(interp)
+    saved_opt = opt.copy() if opt is not None else None
     mode = _mode(interp, newton)
     constants = _constants(interp)
     ft = net.dtype
@@ -611,7 +668,8 @@ def train_order(interp, order, newton, fn, what="pass"):
     errors = 0.0
     while done < len(order):
         chunk = order[done: done + CHUNK]
-        total, n, bad = K.train_patterns(plan, b, pats, des, chunk, mode, *constants)
+        extras = modern.extras(interp, len(chunk), modern.cost_kind(interp))
+        total, n, bad = K.train_patterns(plan, b, pats, des, chunk, mode, *constants, extras)
         errors += total
         done += n
         interp.set("age", interp.get("age") + n)
@@ -619,6 +677,8 @@ def train_order(interp, order, newton, fn, what="pass"):
         if bad >= 0:
             where = _non_finite_layer(interp, plan, b)
             b.w[:], b.delta[:], b.hess[:] = saved
+            if saved_opt is not None:
+                opt[:] = saved_opt
             interp.set("age", interp.get("age") - done)
             raise SNError(f"{fn}: pattern {int(chunk[bad])} ({done + 1}th of this {what}) made "
                           f"{where} NaN or infinite; the weights from before this {what} "
@@ -777,24 +837,32 @@ def measure(interp, lo, hi, fn="perf"):
     return errors, right
 
 
-def _measure_fast(interp, patterns, desired, lo, hi, classify):
+def outputs_on(interp, patterns, desired, lo, hi):
+    """Forward patterns lo..hi (no learning, no dropout, no shifts): per
+    pattern its local error, its largest output's rank, and whether every
+    output has the sign of its desired value."""
     net = interp.net
-    plan = _plan(interp)
     b = buffers(net)
     n = len(patterns)
-    out_err = np.zeros(n)
-    out_class = np.zeros(n, dtype=np.int64)
-    out_sign = np.zeros(n, dtype=np.int64)
+    out_err, out_class, out_sign = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
     pats = np.ascontiguousarray(patterns, dtype=net.dtype)
     des = np.ascontiguousarray(desired, dtype=net.dtype)
-    K.evaluate(plan, b.x, b.s, b.w, pats, des, lo, hi + 1, out_err, out_class, out_sign)
-    errors = out_err[lo:hi + 1]
+    kind = modern.cost_kind(interp)
+    K.evaluate(_plan(interp), b.x, b.s, b.w, pats, des, lo, hi + 1, out_err, out_class,
+               out_sign, K.COST_LMS if kind is None else kind)
+    span = slice(lo, hi + 1)
+    return out_err[span], out_class[span], out_sign[span] == 1
+
+
+def _measure_fast(interp, patterns, desired, lo, hi, classify):
+    errors, ranks, signs = outputs_on(interp, patterns, desired, lo, hi)
     if classify is REGISTRY["class-max"]:
-        right = out_class[lo:hi + 1] == np.argmax(desired[lo:hi + 1], axis=1)
+        right = ranks == np.argmax(desired[lo:hi + 1], axis=1)
     elif classify is REGISTRY["class-quadrant"]:
-        right = out_sign[lo:hi + 1] == 1
+        right = signs
     else:
         right = np.ones(hi - lo + 1, dtype=bool)
+    net = interp.net
     net.x[units_of(interp.get("desired-layer"), "perf", net)] = desired[hi]
     interp.set("local-error", float(errors[-1]))
     interp.set("good-answer", interp.truth(bool(right[-1])))

@@ -150,30 +150,21 @@ def misses(interp, fn, lo=None, hi=None):
     """The misclassified patterns of lo..hi (the test set by default, else the
     training set): [(pattern, true class, predicted class)], lo, hi. The class
     is the largest output (its sign for a single output)."""
-    from . import kernels as K
-    from .compile import buffers
-    from .netenv import current, matrices, pattern_range
+    from .netenv import matrices, outputs_on, pattern_range
     patterns, desired = matrices(interp, fn)
     if lo is None:
         lo, hi = interp.get("tpatt-min"), interp.get("tpatt-max")
         if lo is None:
             lo, hi = interp.get("patt-min"), interp.get("patt-max")
     lo, hi = pattern_range(interp, lo, hi, fn, len(patterns))
-    net = interp.net
-    b = buffers(net)
-    n = len(patterns)
-    out_err, out_class, out_sign = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
-    pats = np.ascontiguousarray(patterns, dtype=net.dtype)
-    des = np.ascontiguousarray(desired, dtype=net.dtype)
-    K.evaluate(current(interp).plan, b.x, b.s, b.w, pats, des, lo, hi + 1,
-               out_err, out_class, out_sign)
+    _, ranks, signs = outputs_on(interp, patterns, desired, lo, hi)
     if desired.shape[1] == 1:
         true = (desired[lo:hi + 1, 0] > 0).astype(int)
-        wrong = np.flatnonzero(out_sign[lo:hi + 1] == 0)
+        wrong = np.flatnonzero(~signs)
         found = [(lo + int(k), int(true[k]), 1 - int(true[k])) for k in wrong]
     else:
         true = np.argmax(desired[lo:hi + 1], axis=1)
-        pred = out_class[lo:hi + 1]
+        pred = ranks
         wrong = np.flatnonzero(pred != true)
         found = [(lo + int(k), int(true[k]), int(pred[k])) for k in wrong]
     return found, lo, hi

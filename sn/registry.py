@@ -11,6 +11,7 @@ LIBRARY_MODULES = [
     "sn.builtins",
     "sn.netlib",
     "sn.connect",
+    "sn.modern",
     "sn.netenv",
     "sn.weights",
     "sn.display",

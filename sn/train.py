@@ -22,15 +22,13 @@ import time
 
 import numpy as np
 
-from . import kernels as K
 from .builtins import seed_value
 from .checkpoint import Checkpointer
 from .checkpoint import load as load_checkpoint
-from .compile import buffers
 from .data import atomic_write
 from .errors import SNError
 from .interpreter import Interpreter, Lambda
-from .netenv import current, matrices, pattern_range
+from .netenv import matrices, outputs_on, pattern_range
 from .weights import save_net
 
 
@@ -145,13 +143,6 @@ def evaluate_split(interp, lo, hi):
     being a pattern whose largest output is not its desired class."""
     patterns, desired = matrices(interp, "eval")
     lo, hi = pattern_range(interp, lo, hi, "eval", len(patterns))
-    net = interp.net
-    plan = current(interp).plan
-    b = buffers(net)
-    n = len(patterns)
-    out_err, out_class, out_sign = np.zeros(n), np.zeros(n, np.int64), np.zeros(n, np.int64)
-    pats = np.ascontiguousarray(patterns, dtype=net.dtype)
-    des = np.ascontiguousarray(desired, dtype=net.dtype)
-    K.evaluate(plan, b.x, b.s, b.w, pats, des, lo, hi + 1, out_err, out_class, out_sign)
-    misses = int(np.sum(out_class[lo:hi + 1] != np.argmax(desired[lo:hi + 1], axis=1)))
-    return float(out_err[lo:hi + 1].mean()), misses, hi - lo + 1
+    errors, ranks, _ = outputs_on(interp, patterns, desired, lo, hi)
+    misses = int(np.sum(ranks != np.argmax(desired[lo:hi + 1], axis=1)))
+    return float(errors.mean()), misses, hi - lo + 1

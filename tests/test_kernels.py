@@ -409,7 +409,7 @@ def test_passes_match_reference(name, dtype, nlf):
     np.testing.assert_allclose(bufs.x, xr, **tol(dtype))
     np.testing.assert_allclose(bufs.s, sr, **tol(dtype))
 
-    e = K.lms_cost(plan, bufs.x, bufs.b, des[0])
+    e = K.lms_cost(plan, bufs.x, bufs.b, bufs.sqb, des[0])
     br, er = ref.cost(xr, des[0].astype(F64))
     assert e == pytest.approx(er, rel=1e-12 if dtype == F64 else 1e-4)
 
@@ -461,7 +461,7 @@ def energy(plan, bufs, w, pat, des):
     K.present_pattern(plan, x, pat)
     K.forward(plan, x, s, w)
     b = np.zeros_like(x)
-    return K.lms_cost(plan, x, b, des) * len(des)
+    return K.lms_cost(plan, x, b, np.zeros_like(b), des) * len(des)
 
 
 @pytest.mark.parametrize("name", list(NETS))
@@ -477,7 +477,7 @@ def test_gradient_finite_differences(name, nlf):
         plan = plan._replace(csr_eps=np.ones_like(plan.csr_eps))
     K.present_pattern(plan, bufs.x, pat[1])
     K.forward(plan, bufs.x, bufs.s, bufs.w)
-    K.lms_cost(plan, bufs.x, bufs.b, des[1])
+    K.lms_cost(plan, bufs.x, bufs.b, bufs.sqb, des[1])
     K.backward(plan, bufs.x, bufs.s, bufs.w, bufs.b, bufs.g, bufs.acc)
     h = 1e-6
     fd = np.empty(bd.nweights)
@@ -501,7 +501,7 @@ def test_binary_nlf_uses_tanh_pseudo_gradient():
     K.present_pattern(plan, bufs.x, pat[0])
     K.forward(plan, bufs.x, bufs.s, bufs.w)
     assert set(np.abs(bufs.x[10:13])) == {1.0}
-    K.lms_cost(plan, bufs.x, bufs.b, des[0])
+    K.lms_cost(plan, bufs.x, bufs.b, bufs.sqb, des[0])
     K.backward(plan, bufs.x, bufs.s, bufs.w, bufs.b, bufs.g, bufs.acc)
     x0 = np.zeros(bd.nunits)
     x0[0] = 1
@@ -585,7 +585,7 @@ def test_lm_curvature_is_gauss_newton_diagonal():
     plan, bufs, ueps, pat, des = setup(bd, wscale=0.7)
     K.present_pattern(plan, bufs.x, pat[2])
     K.forward(plan, bufs.x, bufs.s, bufs.w)
-    K.lms_cost(plan, bufs.x, bufs.b, des[2])
+    K.lms_cost(plan, bufs.x, bufs.b, bufs.sqb, des[2])
     K.backward2(plan, bufs.x, bufs.s, bufs.w, bufs.b, bufs.ggrad, bufs.sqb, bufs.hq, True)
     sp, origin = untied(bd, ueps)
     splan = sp.plan(ueps)
@@ -612,7 +612,7 @@ def test_newton_curvature_is_hessian_diagonal():
     bufs.x[1] = -1
     K.present_pattern(plan, bufs.x, pat[3])
     K.forward(plan, bufs.x, bufs.s, w)
-    K.lms_cost(plan, bufs.x, bufs.b, des[3])
+    K.lms_cost(plan, bufs.x, bufs.b, bufs.sqb, des[3])
     K.backward(plan, bufs.x, bufs.s, w, bufs.b, bufs.g, bufs.acc)
     K.backward2(plan, bufs.x, bufs.s, w, bufs.b, bufs.ggrad, bufs.sqb, bufs.hq, False)
     h = 1e-4
@@ -634,7 +634,7 @@ def train_loop(plan, bufs, pat, des, order, mode, alpha, decay, mu, gamma):
     for p in order:
         K.present_pattern(plan, bufs.x, pat[p])
         K.forward(plan, bufs.x, bufs.s, bufs.w)
-        tot += K.lms_cost(plan, bufs.x, bufs.b, des[p])
+        tot += K.lms_cost(plan, bufs.x, bufs.b, bufs.sqb, des[p])
         K.backward(plan, bufs.x, bufs.s, bufs.w, bufs.b, bufs.g, bufs.acc)
         if mode != K.MODE_SGD:
             K.backward2(plan, bufs.x, bufs.s, bufs.w, bufs.b, bufs.ggrad, bufs.sqb,
@@ -654,7 +654,7 @@ def test_train_patterns_equals_step_by_step(mode, dtype):
         a[:] = b
     order = np.array([0, 3, 1, 5, 2, 4, 0, 0, 2], np.int64)
     args = (mode, 0.5, 1e-4, 0.05, 0.05)
-    tot, n, bad = K.train_patterns(plan, bufs, pat, des, order, *args)
+    tot, n, bad = K.train_patterns(plan, bufs, pat, des, order, *args, K.plain_extras())
     assert (n, bad) == (len(order), -1)
     tot2 = train_loop(plan, other, pat, des, order, *args)
     assert tot == pytest.approx(tot2, rel=1e-12)
@@ -677,8 +677,8 @@ def test_blocks_and_sparse_train_alike(name, mode):
         a[:] = b
     order = np.arange(300, dtype=np.int64) % len(pat)
     args = (mode, 0.3, 0.0, 0.5, 0.05)
-    r1 = K.train_patterns(plan, bufs, pat, des, order, *args)
-    r2 = K.train_patterns(splan, sbufs, pat, des, order, *args)
+    r1 = K.train_patterns(plan, bufs, pat, des, order, *args, K.plain_extras())
+    r2 = K.train_patterns(splan, sbufs, pat, des, order, *args, K.plain_extras())
     assert r1[1:] == r2[1:] == (300, -1)
     assert r1[0] == pytest.approx(r2[0], rel=1e-12)
     w0 = setup(bd, eps_scale=0.02)[1].w
@@ -699,17 +699,18 @@ def test_nan_stops_at_the_right_pattern(dtype):
     ref = K.new_buffers(bd.nunits, bd.nweights, dtype)
     for a, b in zip(ref, bufs):
         a[:] = b
-    tot, n, bad = K.train_patterns(plan, bufs, pat, des, order, K.MODE_LM, 0, 0, .05, .05)
+    tot, n, bad = K.train_patterns(plan, bufs, pat, des, order, K.MODE_LM, 0, 0, .05, .05,
+                                   K.plain_extras())
     assert (n, bad) == (7, 7)
     tot2, n2, bad2 = K.train_patterns(plan, ref, pat, des, order[:7], K.MODE_LM, 0, 0,
-                                      .05, .05)
+                                      .05, .05, K.plain_extras())
     assert (n2, bad2) == (7, -1) and tot == tot2
     np.testing.assert_array_equal(bufs.w, ref.w)          # stopped before updating
     assert not np.array_equal(bufs.w, w_before)
     # the order decides: pattern 7 presented third
     bufs2 = setup(bd, dtype)[1]
     r = K.train_patterns(plan, bufs2, pat, des, np.array([0, 1, 7, 2], np.int64), 0, 0,
-                         0, .05, .05)
+                         0, .05, .05, K.plain_extras())
     assert r[1:] == (2, 2)
 
 
@@ -719,7 +720,8 @@ def test_non_finite_weights_stop_training():
     plan, bufs, ueps, pat, des = setup(bd)
     plan = plan._replace(ueps=np.full(bd.nunits, np.inf))
     order = np.arange(4, dtype=np.int64)
-    tot, n, bad = K.train_patterns(plan, bufs, pat, des, order, K.MODE_SGD, 0, 0, .05, .05)
+    tot, n, bad = K.train_patterns(plan, bufs, pat, des, order, K.MODE_SGD, 0, 0, .05, .05,
+                                   K.plain_extras())
     assert (n, bad) == (0, 0) and tot == 0.0
     assert not np.isfinite(bufs.w).all()
 
@@ -733,7 +735,7 @@ def test_evaluate(dtype):
     err = np.full(n, -1.0)
     cls = np.full(n, -1, np.int64)
     sgn = np.full(n, 9, np.uint8)
-    tot = K.evaluate(plan, bufs.x, bufs.s, bufs.w, pat, des, 1, 5, err, cls, sgn)
+    tot = K.evaluate(plan, bufs.x, bufs.s, bufs.w, pat, des, 1, 5, err, cls, sgn, K.COST_LMS)
     assert err[0] == -1 and err[5] == -1 and cls[0] == -1 and sgn[5] == 9
     want = 0.0
     for p in range(1, 5):
@@ -817,7 +819,7 @@ def test_random_sparse_nets_match_reference(bd, seed):
     x0[bd.inputs] = pat
     xr, sr = ref.forward(x0, bufs.w)
     np.testing.assert_allclose(bufs.x, xr, rtol=1e-12, atol=1e-12)
-    K.lms_cost(plan, bufs.x, bufs.b, des)
+    K.lms_cost(plan, bufs.x, bufs.b, bufs.sqb, des)
     br, _ = ref.cost(xr, des)
     K.backward(plan, bufs.x, bufs.s, bufs.w, bufs.b, bufs.g, bufs.acc)
     br, gr, accr = ref.backward(xr, sr, bufs.w, br, bd.nweights)
