@@ -45,28 +45,24 @@ def state(interp):
 
 # ---- cost -----------------------------------------------------------------
 
-def _softmax_cost(interp, output, desired):
+def layer_cost(interp, kind, output, desired, fn):
+    """A cost kernel applied to the output and desired layers given: sets
+    the output units' back-sums and squared back-sums; returns the cost."""
+    from .netenv import current
     net = interp.net
-    out = units_of(output, "init-grad-xent", net)
-    des = units_of(desired, "init-grad-xent", net)
-    s = net.s[out].astype(float)
-    d = net.x[des].astype(float)
-    p = np.exp(s - s.max())
-    p /= p.sum()
-    t = (d > 0).astype(float)
-    if t.sum() > 0:
-        t /= t.sum()
-    net.b[out] = t - p
-    net.sqb[out] = p * (1 - p)
-    logp = s - s.max() - np.log(np.exp(s - s.max()).sum())
-    return float(-(t * logp).sum())
+    out = units_of(output, fn, net)
+    des = units_of(desired, fn, net)
+    plan = current(interp).plan._replace(output_units=out)
+    n = net.nunits
+    row = np.ascontiguousarray(net.x[des])
+    return K.cost(plan, kind, net.x[:n], net.s[:n], net.b[:n], net.sqb[:n], row) * len(out)
 
 
 @builtin("init-grad-xent", interp=True)
 def init_grad_xent(interp, output, desired):
     """Softmax cross-entropy on the output sums: back-sums t - p (t the desired
     values > 0, normalised; p the softmax); returns -sum t log p."""
-    return _softmax_cost(interp, output, desired)
+    return layer_cost(interp, K.COST_XENT, output, desired, "init-grad-xent")
 
 
 @builtin("set-cost-xent", interp=True)
@@ -235,28 +231,38 @@ def draw_keep(interp):
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def extras(interp, count, kind):
-    """The kernels' Extras for `count` patterns: the random draws of each, in
-    the order the Lisp-loop path makes them (shift first, then dropout)."""
+def draws(interp, count, start=None, choose=None):
+    """The random draws of `count` learning iterations, in the order the
+    Lisp-loop path makes them: for each pattern its shift, its dropout masks,
+    then (with `choose`, a random choice of the next pattern) the next pattern.
+    Returns (order or None, the pattern after them, shifts, keep)."""
+    modern = state(interp)
+    nd = sum(len(u) for u, _ in modern.dropout)
+    shifts = np.zeros((count if modern.shift > 0 else 0, 2), np.int64)
+    keep = np.zeros((count if nd else 0, nd))
+    order = None
+    if choose is not None:
+        order = np.zeros(count, np.int64)
+        current = start
+    for i in range(count if (len(shifts) or nd or choose is not None) else 0):
+        if len(shifts):
+            shifts[i] = draw_shift(interp)
+        if nd:
+            keep[i] = draw_keep(interp)
+        if choose is not None:
+            order[i] = current
+            current = choose(current)
+    return order, (current if choose is not None else None), shifts, keep
+
+
+def extras(interp, shifts, keep, kind):
+    """The kernels' Extras for patterns with these draws (see `draws`)."""
     modern = state(interp)
     drop_units = (np.concatenate([u for u, _ in modern.dropout]) if modern.dropout
                   else np.zeros(0, np.int64))
-    shifting = modern.shift > 0
-    shifts = np.zeros((count if shifting else 0, 2), np.int64)
-    keep = np.zeros((count if len(drop_units) else 0, len(drop_units)))
-    if shifting or len(drop_units):
-        for i in range(count):
-            if shifting:
-                shifts[i] = draw_shift(interp)
-            if len(drop_units):
-                keep[i] = draw_keep(interp)
     opt = adamw(interp)
-    shape = np.asarray(input_shape(interp) if shifting else (1, 1, 1), dtype=np.int64)
+    shape = np.asarray(input_shape(interp) if len(shifts) else (1, 1, 1), dtype=np.int64)
     return K.Extras(kind, opt if opt is not None else np.zeros(6), keep,
                     drop_units.astype(np.int64), shifts, shape, int(modern.wrap),
                     float(modern.fill))
 
-
-def learning_hooks_active(interp):
-    modern = state(interp)
-    return modern.shift > 0 or bool(modern.dropout)

@@ -340,14 +340,8 @@ def _forward_with_noise(interp, plan, b, theta):
 
 @builtin("init-grad-lms", interp=True)
 def init_grad_lms(interp, output, desired):
-    """LMS cost: output back-sums d - y; returns 1/2 sum (d - y)^2."""
-    net = interp.net
-    out = units_of(output, "init-grad-lms", net)
-    des = units_of(desired, "init-grad-lms", net)
-    diff = net.x[des].astype(float) - net.x[out]
-    net.b[out] = diff
-    net.sqb[out] = 1.0
-    return float(0.5 * np.dot(diff, diff))
+    """LMS cost: output back-sums d - y (squared back-sums 1); returns 1/2 sum (d - y)^2."""
+    return modern.layer_cost(interp, K.COST_LMS, output, desired, "init-grad-lms")
 
 
 @builtin("set-cost-lms", interp=True)
@@ -604,19 +598,22 @@ def set_nextcho_rnd(interp):
 
 
 def _order(interp, start, count):
-    """The patterns `learn` visits from `start`, and the pattern after them."""
+    """The patterns `learn` visits from `start`, the pattern after them, and the
+    random draws of each iteration (drawn in the Lisp loop's order)."""
     lo, hi = interp.get("patt-min"), interp.get("patt-max")
     choice = interp.get("next-choice")
     if choice is REGISTRY["nextcho-rnd"]:
-        rest = interp.rng.integers(lo, hi + 1, size=count)
-        return np.concatenate([[start], rest[:-1]]).astype(np.int64), int(rest[-1])
+        order, after, *drawn = modern.draws(interp, count, start,
+                                            lambda p: nextcho_rnd(interp, p))
+        return order, after, drawn
     if choice is REGISTRY["nextcho-seq"]:
         span = hi - lo + 1
         first = start - lo if lo <= start <= hi else -1
         seq = (first + 1 + np.arange(count)) % span + lo
         order = np.concatenate([[start], seq[:-1]]).astype(np.int64)
-        return order, int(seq[-1])
-    return None, None
+        _, _, *drawn = modern.draws(interp, count)
+        return order, int(seq[-1]), drawn
+    return None, None, None
 
 
 # ---- learning loops -----------------------------------------------------------
@@ -647,10 +644,14 @@ def _mode(interp, newton):
     return K.MODE_LM if interp.get("lev-mar") is not None else K.MODE_NEWTON
 
 
-def train_order(interp, order, newton, fn, what="pass"):
-    """On-line iterations over the pattern numbers in `order` (fast path).
+def train_order(interp, order, newton, fn, what="pass", drawn=None):
+    """On-line iterations over the pattern numbers in `order` (fast path);
+    `drawn` = (shifts, keep), the random draws of each (see modern.draws).
     A NaN or infinity stops training, puts back the weights of the start of
     this call and reports the pattern and the layer."""
+    if drawn is None:
+        _, _, *drawn = modern.draws(interp, len(order))
+    shifts, keep = drawn
     patterns, desired = matrices(interp, fn)
     net = interp.net
     plan = _plan(interp)
@@ -666,9 +667,15 @@ def train_order(interp, order, newton, fn, what="pass"):
     start = time.perf_counter()
     done = 0
     errors = 0.0
+    span = interp.get("patt-max") - interp.get("patt-min") + 1
     while done < len(order):
-        chunk = order[done: done + CHUNK]
-        extras = modern.extras(interp, len(chunk), modern.cost_kind(interp))
+        size = CHUNK
+        if opt is not None:  # AdamW's rate changes at pass boundaries (age multiple of span)
+            size = min(size, span - interp.get("age") % span)
+        chunk = order[done: done + size]
+        part = slice(done, done + len(chunk))
+        extras = modern.extras(interp, shifts[part] if len(shifts) else shifts,
+                               keep[part] if len(keep) else keep, modern.cost_kind(interp))
         total, n, bad = K.train_patterns(plan, b, pats, des, chunk, mode, *constants, extras)
         errors += total
         done += n
@@ -718,9 +725,9 @@ def _learn(interp, count, newton, fn):
     lo, hi = pattern_range(interp, interp.get("patt-min"), interp.get("patt-max"), fn, len(patterns))
     current = interp.get("current-pattern")
     if fast_path(interp, newton) and count > 0:
-        order, after = _order(interp, int(current) if is_number(current) else lo, count)
+        order, after, drawn = _order(interp, int(current) if is_number(current) else lo, count)
         if order is not None:
-            train_order(interp, order, newton, fn, "call")
+            train_order(interp, order, newton, fn, "call", drawn)
             interp.set("current-pattern", after)
             return lisp_list([count])
     step = "basic-newton-iteration" if newton else "basic-iteration"
