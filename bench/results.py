@@ -30,12 +30,13 @@ NETWORKS = [
 ]
 
 
-def train(path, workdir):
+def train(path, workdir, extra=()):
     """Train one network file; its report with the wall time added."""
     report = os.path.join(workdir, os.path.basename(path) + ".json")
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "sn", "train", path, "--report", report,
-                           "--save", report + ".wei"], cwd=workdir, capture_output=True, text=True)
+                           "--save", report + ".wei", *extra], cwd=workdir,
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{path} failed:\n{proc.stderr}")
     with open(report) as f:
@@ -69,12 +70,13 @@ def table(rows, results, jobs):
     return "\n".join(lines)
 
 
-def update_readme(readme, text):
+def update_readme(readme, text, marker="results"):
+    """Replace the block between `<!-- marker ... -->` and `<!-- /marker -->`."""
     with open(readme, encoding="utf-8") as f:
         content = f.read()
-    start = content.index("<!-- results")
+    start = content.index(f"<!-- {marker}")
     start = content.index("-->", start) + len("-->")
-    end = content.index("<!-- /results -->")
+    end = content.index(f"<!-- /{marker} -->")
     content = content[:start] + "\n" + text + "\n" + content[end:]
     with open(readme + ".tmp", "w", encoding="utf-8") as f:
         f.write(content)

@@ -99,7 +99,7 @@ def cost_kind(interp):
 
 # ---- optimizer ---------------------------------------------------------------
 
-_ADAMW_OPTIONS = {":lr": 3e-4, ":weight-decay": 1e-4, ":lr-final": None, ":beta1": 0.9,
+_ADAMW_OPTIONS = {":lr": 3e-4, ":weight-decay": 0.01, ":lr-final": None, ":beta1": 0.9,
                   ":beta2": 0.999, ":epsilon": 1e-8}
 
 
@@ -107,7 +107,8 @@ _ADAMW_OPTIONS = {":lr": 3e-4, ":weight-decay": 1e-4, ":lr-final": None, ":beta1
 def set_optimizer(interp, name, *options):
     """(set-optimizer 'adamw :lr a :weight-decay w :lr-final b [:beta1 :beta2 :epsilon])
     or (set-optimizer 'sgd). AdamW steps after each pattern, its learning rate
-    going linearly from a (first pass) towards b over `passes` passes."""
+    going linearly from a (first pass) to b (last of `passes` passes); the
+    defaults are PyTorch's (weight decay 0.01)."""
     kind = to_string(name, readably=False)
     modern = state(interp)
     if kind == "sgd":
@@ -147,7 +148,7 @@ def adamw(interp):
     lo, hi = interp.get("patt-min"), interp.get("patt-max")
     if is_number(passes) and passes > 1 and lo is not None:
         done = interp.get("age") // (hi - lo + 1)
-        frac = min(done / passes, 1.0)
+        frac = min(done / (passes - 1), 1.0)
         modern.adamw[K.OPT_LR] = modern.lr + (modern.lr_final - modern.lr) * frac
     return modern.adamw
 

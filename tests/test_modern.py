@@ -208,4 +208,4 @@ def test_adamw_learning_rate_decays_linearly_over_the_passes():
     for _ in range(4):
         rates.append(modern.adamw(interp)[K.OPT_LR])
         interp.eval_text("(learn-cycle 1)")
-    np.testing.assert_allclose(rates, [0.004, 0.00325, 0.0025, 0.00175])
+    np.testing.assert_allclose(rates, [0.004, 0.003, 0.002, 0.001])
