@@ -344,12 +344,6 @@ def init_grad_lms(interp, output, desired):
     return modern.layer_cost(interp, K.COST_LMS, output, desired, "init-grad-lms")
 
 
-@builtin("set-cost-lms", interp=True)
-def set_cost_lms(interp):
-    interp.set("init-grad", REGISTRY["init-grad-lms"])
-    return interp.intern("init-grad-lms")
-
-
 @builtin("do-compute-err", interp=True)
 def do_compute_err(interp, output, desired):
     """local-error: the cost per output unit."""
@@ -527,29 +521,30 @@ class ClassTolerance:
         return f"::class-{self.kind}:{self.margin:g}"
 
 
-@builtin("set-class-max", interp=True)
-def set_class_max(interp):
-    interp.set("classify", REGISTRY["class-max"])
-    return interp.intern("class-max")
+def _switch(name, variable, target):
+    """(name) sets `variable` to the built-in function `target`, as SN2.8's
+    set-class-max, set-nextcho-seq ... do."""
+    def switch(interp):
+        interp.set(variable, REGISTRY[target])
+        return interp.intern(target)
+    builtin(name, interp=True)(switch)
 
 
-@builtin("set-class-quadrant", interp=True)
-def set_class_quadrant(interp):
-    interp.set("classify", REGISTRY["class-quadrant"])
-    return interp.intern("class-quadrant")
-
-
-@builtin("set-class-nil", interp=True)
-def set_class_nil(interp):
-    interp.set("classify", REGISTRY["class-nil"])
-    return None
+for _name, _variable, _target in [
+        ("set-class-max", "classify", "class-max"),
+        ("set-class-quadrant", "classify", "class-quadrant"),
+        ("set-class-nil", "classify", "class-nil"),
+        ("set-nextcho-seq", "next-choice", "nextcho-seq"),
+        ("set-nextcho-rnd", "next-choice", "nextcho-rnd"),
+        ("set-cost-lms", "init-grad", "init-grad-lms")]:
+    _switch(_name, _variable, _target)
 
 
 @builtin("set-class-sgn", interp=True)
 def set_class_sgn(interp, tmin, tmax):
     tmin, tmax = number(tmin, "set-class-sgn"), number(tmax, "set-class-sgn")
     if tmin == 0 and tmax == 0:
-        return set_class_quadrant(interp)
+        return interp.call(REGISTRY["set-class-quadrant"], [])
     interp.set("classify", ClassSgn(interp, tmin, tmax))
     return interp.intern("class-sgn")
 
@@ -583,18 +578,6 @@ def nextcho_rnd(interp, p):
 @builtin("nextpat-seq", interp=True)
 def nextpat_seq(interp, p):
     return _hook(interp, "next-choice", p)
-
-
-@builtin("set-nextcho-seq", interp=True)
-def set_nextcho_seq(interp):
-    interp.set("next-choice", REGISTRY["nextcho-seq"])
-    return interp.intern("nextcho-seq")
-
-
-@builtin("set-nextcho-rnd", interp=True)
-def set_nextcho_rnd(interp):
-    interp.set("next-choice", REGISTRY["nextcho-rnd"])
-    return interp.intern("nextcho-rnd")
 
 
 def _order(interp, start, count):
