@@ -2,6 +2,7 @@
 numbers and the rest of SN.md section 2, each registered under its SN name."""
 
 import math
+import os
 import re
 import struct
 
@@ -824,7 +825,6 @@ def error(interp, *args):
 @builtin("getenv")
 def getenv(name):
     """(getenv "NAME"): an environment variable's value, or () when unset."""
-    import os
     if not isinstance(name, str):
         raise SNError(f"getenv: the name must be a string, not {to_string(name)}")
     return os.environ.get(name)
