@@ -24,20 +24,28 @@ API (all numba-compiled, module level, cache=True; float32 or float64 buffers):
     backward(plan, x, s, w, b, g, acc)
     backward2(plan, x, s, w, b, ggrad, sqb, hq, lm)
     update(w, delta, acc, hess, hq, mode, alpha, decay, mu, gamma) -> all weights finite
-    present_pattern(plan, x, row);  lms_cost(plan, x, b, row) -> local error
-    train_patterns(plan, bufs, patterns, desired, order, mode, alpha, decay, mu, gamma)
+    present_pattern(plan, x, row)
+    lms_cost(plan, x, b, sqb, row) -> local error      (sets b and sqb of the outputs)
+    train_patterns(plan, bufs, patterns, desired, order, mode, alpha, decay, mu, gamma,
+                   extras)
         -> (sum of local errors, patterns done, position of the first bad pattern or -1)
-    evaluate(plan, x, s, w, patterns, desired, lo, hi, out_err, out_class, out_sign)
-        -> sum of local errors
+    evaluate(plan, x, s, w, patterns, desired, lo, hi, out_err, out_class, out_sign,
+             cost_kind) -> sum of local errors
     new_buffers(nunits, nweights, dtype) -> Buffers;  workspace_size(plan, dtype)
+    plain_extras() -> Extras for SN's own training (LMS cost, no dropout, no shifts)
+
+  and, for the modern variant (softmax cross-entropy, AdamW, dropout, input shifts):
+    Extras, xent_cost, cost, forward_keep, backward_keep, update_adamw, present_shifted.
 
 Departures from PLAN_SPEC, and choices where it is silent:
 
 * forward, backward, backward2 and evaluate take the weights `w` after `s`: the
   signatures in PLAN_SPEC omit them, and no Plan field holds them.
 * ``evaluate`` takes one more output array, ``out_sign``: 1 when every output has the
-  sign of its desired value ((x > 0) == (d > 0)), for SN's quadrant classifier.
-  Patterns are ``lo <= p < hi`` (hi exclusive) and the out arrays are indexed by p.
+  sign of its desired value ((x > 0) == (d > 0)), for SN's quadrant classifier, and
+  the kind of cost. Patterns are ``lo <= p < hi`` (hi exclusive) and the out arrays
+  are indexed by p.
+* The cost sets sqb of the output units (1 for LMS), not backward2.
 * ``update`` returns True when every updated weight is finite. ``train_patterns``
   returns ``(error_sum, n_done, bad)``: ``bad`` is the position in ``order`` of the
   first pattern whose local error or updated weights are not finite (-1 if none);
