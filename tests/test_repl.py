@@ -108,9 +108,12 @@ def test_terminal_session(term, tmp_path):
     term.expect("(+ 1 2")
     term.send("\x03")
     term.expect("? ")
+    time.sleep(0.5)  # as a user would: readline settles after the interrupt
     term.send("(+ 2 3)\n")
     term.expect("= 5")
     # Ctrl-D leaves
+    term.expect("? ")
+    time.sleep(0.3)
     term.send("\x04")
     assert term.close() == 0
     assert (tmp_path / ".sn_history").exists()
