@@ -64,7 +64,9 @@ def table(rows, results, jobs):
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     lines.append("")
     lines.append(f"Errors are misclassified digits (largest output not the desired class), with the "
-                 f"count in brackets; loss is SN's error, the cost per output unit averaged over the patterns (half the squared error, as the paper reports its MSE; cross-entropy for `modern.sn`). "
+                 f"count in brackets; loss is SN's error, the cost per output unit averaged over "
+                 f"the patterns (half the squared error, as the paper reports its MSE; "
+                 f"cross-entropy for `modern.sn`). "
                  f"Wall time is the whole `sn train` run (data loading, compilation from numba's "
                  f"cache, training, a measure of both sets after each pass), {jobs} run(s) at a "
                  f"time, on {machine}.")
