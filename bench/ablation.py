@@ -5,7 +5,8 @@ reproduction's table.
     python bench/ablation.py [--jobs N] [--passes N] [--print]
 
 Independent trainings run N at a time (default: all cores). --passes
-overrides every step's number of passes (a quick check, not the table).
+overrides every step's number of passes (a quick check: use it with --print
+or another --readme).
 """
 
 import argparse
@@ -77,7 +78,7 @@ def main():
         paths = [wrapper(workdir, step, dataset) for step, dataset in jobs]
         done = list(pool.map(lambda p: train(p, workdir, extra), paths))
     text = table(dict(zip(jobs, done)))
-    if args.print or args.passes:
+    if args.print:
         print(text)
     else:
         update_readme(args.readme, text, marker="ablation")
