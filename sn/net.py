@@ -114,7 +114,7 @@ def _grow(array, n):
 
 
 class Net:
-    def __init__(self, dtype=np.float64):
+    def __init__(self, dtype=np.float32):
         self.dtype = np.dtype(dtype)
         self.clear()
 

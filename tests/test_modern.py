@@ -21,7 +21,7 @@ NET = """
 
 def small(n=60, seed=0, out=None):
     interp = Interpreter(out=out or io.StringIO())
-    interp.eval_text(NET)
+    interp.eval_text("(set-float 'float64)" + NET)
     rng = np.random.default_rng(seed)
     desired = -np.ones((n, 4))
     desired[np.arange(n), rng.integers(0, 4, n)] = 1.0
