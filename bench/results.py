@@ -32,7 +32,7 @@ NETWORKS = [
 
 
 def train(path, workdir, extra=()):
-    """Train one network file; its report with the wall time added."""
+    """Train one network file in `workdir`; its report with the wall time added."""
     report = os.path.join(workdir, os.path.basename(path) + ".json")
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "sn", "train", path, "--report", report,

@@ -64,7 +64,8 @@ def _parser():
     train.add_argument("files", metavar="FILE")
     train.add_argument("--passes", type=_positive, metavar="N",
                        help="number of passes (sets the variable passes)")
-    train.add_argument("--seed", type=int, metavar="S", help="seed of the random state (default 0)")
+    train.add_argument("--seed", type=int, metavar="S",
+                       help="seed of the random state (default: the file's train-seed, else 0)")
     train.add_argument("--save", metavar="W", help="weight file to write (default FILE's name .wei)")
     train.add_argument("--report", metavar="R.json", help="write the results as JSON")
     train.add_argument("--resume", action="store_true",

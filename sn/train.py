@@ -4,7 +4,8 @@ The file's top-level forms build the network and name its data; its function
 (de train () ...) trains. A checkpoint is written after each pass (W.ckpt, W
 the weight file); --resume goes on from the last one. Before loading, `passes` is set when --passes is
 given (files write (defvar passes 23)) and the random state is seeded with
---seed (default 0). Afterwards the weights and the perf-file are written, and
+--seed (default 0); a file may name its own default seed with
+(defvar train-seed S), used before (train) when --seed is not given. Afterwards the weights and the perf-file are written, and
 the paper-style lines are printed:
 
     eval: split train. loss 2.500000e-03. error 0.14%. misses: 10
@@ -26,6 +27,7 @@ from .builtins import seed_value
 from .checkpoint import Checkpointer
 from .checkpoint import load as load_checkpoint
 from .data import atomic_write
+from .datum import is_number
 from .errors import SNError
 from .interpreter import Interpreter, Lambda
 from .netenv import matrices, outputs_on, pattern_range
@@ -75,6 +77,9 @@ def run(path, passes=None, seed=None, save=None, report=None, stream=None, resum
     if passes is not None:
         interp.set("passes", passes)
     interp.load(os.path.abspath(path))
+    if seed is None and is_number(interp.get("train-seed", None)):
+        seed = interp.get("train-seed")
+        interp.rng = np.random.default_rng(seed_value(seed))
     train_fn = interp.get("train", None)
     if not isinstance(train_fn, Lambda):
         raise SNError(f"{path} defines no training function: write (de train () ...)")
