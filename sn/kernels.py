@@ -1,4 +1,4 @@
-"""Numba kernels for SN networks compiled into a flat ``Plan`` (see PLAN_SPEC).
+"""Numba kernels for SN networks compiled into a flat ``Plan`` (by sn/compile.py).
 
 Notation (SN2.8, on-line "iterative + Newton + per-connection epsilon" mode):
 unit u has state x[u], weighted sum s[u], backsum b[u], gradient g[u], second-order
@@ -37,10 +37,17 @@ API (all numba-compiled, module level, cache=True; float32 or float64 buffers):
   and, for the modern variant (softmax cross-entropy, AdamW, dropout, input shifts):
     Extras, xent_cost, cost, forward_keep, backward_keep, update_adamw, present_shifted.
 
-Departures from PLAN_SPEC, and choices where it is silent:
+The plan: stages (runs of units with one nonlinearity, in order) and ops (the
+connections into a stage: OP_SPARSE, a CSR list of any connections; OP_FULL, every
+source to every target, weights source-major; OP_BIAS, from unit 0, own or shared
+weights; OP_CONV, windows over planes through shared or own kernels, with taps that
+read a constant background unit or nothing; see the Plan fields below). Blocks'
+epsilons are per target unit (ueps), sparse connections carry their own.
 
-* forward, backward, backward2 and evaluate take the weights `w` after `s`: the
-  signatures in PLAN_SPEC omit them, and no Plan field holds them.
+Conventions:
+
+* forward, backward, backward2 and evaluate take the weights `w` after `s` (no
+  Plan field holds them).
 * ``evaluate`` takes one more output array, ``out_sign``: 1 when every output has the
   sign of its desired value ((x > 0) == (d > 0)), for SN's quadrant classifier, and
   the kind of cost. Patterns are ``lo <= p < hi`` (hi exclusive) and the out arrays
@@ -58,8 +65,6 @@ Departures from PLAN_SPEC, and choices where it is silent:
   bias, background) receive nothing either.
 * The source units of an op must belong to earlier stages (or to no stage); the
   compiler orders stages topologically.
-* Extra public helpers: ``present_pattern`` and ``lms_cost`` (the steps of an
-  iteration between the kernels) and ``workspace_size``.
 
 Every kernel derives a small workspace from the plan (``_workspace``: receive mask,
 conv gather/scatter maps, runs of conv pairs) at each call; train_patterns and evaluate

@@ -3,7 +3,7 @@
 Small plans are built by hand with `Builder`, which also lists the connections its
 block ops stand for (src, dst, weight, eps): that list is the meaning of the plan
 layout, written here independently of the kernels. The reference computes everything
-from the connection list, one connection at a time, as PLAN_SPEC states it.
+from the connection list, one connection at a time, as sn/kernels.py states it.
 """
 
 import math
@@ -174,7 +174,7 @@ class Builder:
 
 
 # ---------------------------------------------------------------------------
-# Reference: one connection at a time, straight from PLAN_SPEC
+# Reference: one connection at a time, straight from the formulas of sn/kernels.py
 # ---------------------------------------------------------------------------
 
 def f_ref(nlf, s):
