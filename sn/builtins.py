@@ -226,34 +226,32 @@ def power(x, y):
         raise SNError("**: zero to a negative power") from None
 
 
+def _extreme(pick, name, items):
+    if not items:
+        raise SNError(f"{name}: expects at least one number")
+    return pick(_num(x, name) for x in items)
+
+
 @builtin("min")
 def min_(*xs):
-    if not xs:
-        raise SNError("min: expects at least 1 argument")
-    return min(_num(x, "min") for x in xs)
+    return _extreme(min, "min", xs)
 
 
 @builtin("max")
 def max_(*xs):
-    if not xs:
-        raise SNError("max: expects at least 1 argument")
-    return max(_num(x, "max") for x in xs)
+    return _extreme(max, "max", xs)
 
 
 @builtin("sup")
 def sup(lst):
-    items = py_list(_list(lst, "sup"))
-    if not items:
-        raise SNError("sup: empty list")
-    return max(_num(x, "sup") for x in items)
+    """The largest number of a list."""
+    return _extreme(max, "sup", py_list(_list(lst, "sup")))
 
 
 @builtin("inf")
 def inf(lst):
-    items = py_list(_list(lst, "inf"))
-    if not items:
-        raise SNError("inf: empty list")
-    return min(_num(x, "inf") for x in items)
+    """The smallest number of a list."""
+    return _extreme(min, "inf", py_list(_list(lst, "inf")))
 
 
 @builtin("int")
