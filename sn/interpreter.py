@@ -316,8 +316,7 @@ class Interpreter:
                 body = body.cdr
             return result
         finally:
-            for sym, old in reversed(saved):
-                sym.value = old
+            unbind(saved)
 
     def bind_params(self, fn, args, saved):
         params = fn.params
@@ -356,6 +355,12 @@ class Interpreter:
 
 
 # ---- helpers ----------------------------------------------------------
+
+def unbind(saved):
+    """Undo the bindings recorded by Interpreter.bind, innermost first."""
+    for sym, old in reversed(saved):
+        sym.value = old
+
 
 def _list_of(items):
     result = None
@@ -545,8 +550,7 @@ def _let(interp, args):
             interp.bind(pattern, value, saved)
         return interp.progn(args.cdr)
     finally:
-        for sym, old in reversed(saved):
-            sym.value = old
+        unbind(saved)
 
 
 @special("let*")
@@ -558,8 +562,7 @@ def _let_star(interp, args):
             interp.bind(pattern, interp.eval(form), saved)
         return interp.progn(args.cdr)
     finally:
-        for sym, old in reversed(saved):
-            sym.value = old
+        unbind(saved)
 
 
 @special("progn")
@@ -698,8 +701,7 @@ def _iterate(interp, args, name, collect):
                 interp.bind(pattern, cell.car, saved)
             result = interp.progn(args.cdr)
         finally:
-            for sym, old in reversed(saved):
-                sym.value = old
+            unbind(saved)
         if collect:
             results.append(result)
         cursors = [c.cdr if type(c.cdr) is Cons else None for c in cursors]

@@ -230,17 +230,18 @@ def aval(interp, i):
     return lisp_list(net.cdst[net.outgoing(unit(interp, i, "aval"))].tolist())
 
 
-def _connection(interp, i, j, fn):
+def _connection(interp, i, j, fn, setting=False):
+    """The connection i -> j, or None; setting a field of a missing one is an error."""
     c = interp.net.find(unit(interp, i, fn), unit(interp, j, fn))
+    if c is None and setting:
+        raise SNError(f"{fn}: no connection {to_string(i)} -> {to_string(j)}")
     return c
 
 
 def _weight_field(name, field):
     def access(interp, i, j, value=None):
-        c = _connection(interp, i, j, name)
+        c = _connection(interp, i, j, name, value is not None)
         if c is None:
-            if value is not None:
-                raise SNError(f"{name}: no connection {to_string(i)} -> {to_string(j)}")
             return None
         array = getattr(interp.net, field)
         k = interp.net.cw[c]
@@ -258,10 +259,8 @@ for _name, _field in [("sval", "w"), ("sdelta", "delta"), ("sacc", "acc"), ("ssi
 
 @builtin("sepsilon", interp=True)
 def sepsilon(interp, i, j, value=None):
-    c = _connection(interp, i, j, "sepsilon")
+    c = _connection(interp, i, j, "sepsilon", value is not None)
     if c is None:
-        if value is not None:
-            raise SNError(f"sepsilon: no connection {to_string(i)} -> {to_string(j)}")
         return None
     if value is not None:
         interp.net.ceps[c] = number(value, "sepsilon")
@@ -279,10 +278,8 @@ def scounter(interp, i, j):
 @builtin("sindex", interp=True)
 def sindex(interp, i, j, k=None):
     """The weight number of i -> j; with k, make the connection use weight k."""
-    c = _connection(interp, i, j, "sindex")
+    c = _connection(interp, i, j, "sindex", k is not None)
     if c is None:
-        if k is not None:
-            raise SNError(f"sindex: no connection {to_string(i)} -> {to_string(j)}")
         return None
     if k is not None:
         if not is_number(k) or int(k) != k:

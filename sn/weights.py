@@ -50,9 +50,11 @@ def save_net(net, path, age):
     atomic_write(path, header + weights.tobytes())
 
 
-def read_net(net, path):
-    """The weights and age stored in `path`, checked against `net`."""
-    data = _read(path, "load-net")
+def read_net(net, path, data=None):
+    """The weights and age stored in `path` (its bytes `data` when already
+    read), checked against `net`."""
+    if data is None:
+        data = _read(path, "load-net")
     if not data.startswith(MAGIC):
         raise SNError(f"load-net: {path} is not a weight file of sn "
                       "(for SN2.8's ascii .WEI files use merge-net)")
@@ -149,9 +151,10 @@ def load_net_(interp, name):
     """(load-net "f"): weights saved by save-net (or an ascii .WEI file) into
     this network; a file of another network changes nothing."""
     path = interp.resolve(_file_arg(name, "load-net"))
-    if _read(path, "load-net").startswith(b".WEI"):
+    data = _read(path, "load-net")
+    if data.startswith(b".WEI"):
         return merge_net_(interp, name)
-    weights, age = read_net(interp.net, path)
+    weights, age = read_net(interp.net, path, data)
     net = interp.net
     net.w[: net.nweights] = weights
     net.delta[: net.nweights] = 0.0
