@@ -72,13 +72,16 @@ do it once per call, so call them on many patterns at a time.
 
 tanh is computed by ``_tanh``, a vectorisable expm1-based formula (range reduction by
 ln 2, Taylor polynomial, power of two built by multiplications) accurate to ~2 ulp in
-float64; numba's math.tanh is a scalar library call that would dominate the run time.
+float64, or by ``_tanh32``, the same in float32 with a shorter polynomial, for float32
+buffers; numba's math.tanh is a scalar library call that would dominate the run time.
+The forward pass keeps tanh(B s) of each unit for the backward pass (``Work.th``).
 """
 
 from collections import namedtuple
 
 import numpy as np
-from numba import njit, uint64
+from numba import njit, types, uint64
+from numba.extending import overload
 
 # ---------------------------------------------------------------------------
 # Constants and containers
@@ -209,26 +212,95 @@ def _tanh(x):
     return t if x >= 0 else -t
 
 
+# float32 constants of _tanh32 (Cody-Waite split of ln 2: n * _LN2HI is exact)
+_F0, _F1, _F2, _F9 = (np.float32(v) for v in (0.0, 1.0, 2.0, 9.0))
+_LOG2E32 = np.float32(1.4426950408889634)
+_LN2HI32 = np.float32(0.693145751953125)
+_LN2LO32 = np.float32(1.428606765330187e-06)
+_EXPM1_32 = tuple(np.float32(1.0 / f) for f in (5040.0, 720.0, 120.0, 24.0, 6.0, 2.0))
+
+
 @njit(**_SAFE)
-def _nlf_forward(nlf, s, x, lo, hi):
-    """x[j] = f(s[j]) for lo <= j < hi; nlf = [kind, A, B, C, D].
+def _tanh32(x):
+    """_tanh in float32: |x| clamped to 9 (tanh(9) rounds to 1), expm1's Taylor
+    series to r^7, 2^n (n <= 26) from n's bits."""
+    a = abs(x)
+    if a > _F9:
+        a = _F9
+    y = a + a
+    nf = np.floor(y * _LOG2E32 + np.float32(0.5))
+    r = (y - nf * _LN2HI32) - nf * _LN2LO32
+    c0, c1, c2, c3, c4, c5 = _EXPM1_32
+    q = c0 * r + c1
+    q = q * r + c2
+    q = q * r + c3
+    q = q * r + c4
+    q = q * r + c5
+    q = q * (r * r) + r
+    n = np.int32(nf)
+    p = _F1
+    if n & 1:
+        p *= np.float32(2.0)
+    if n & 2:
+        p *= np.float32(4.0)
+    if n & 4:
+        p *= np.float32(16.0)
+    if n & 8:
+        p *= np.float32(256.0)
+    if n & 16:
+        p *= np.float32(65536.0)
+    e = p * q + (p - _F1)
+    t = e / (e + _F2)
+    return t if x >= _F0 else -t
+
+
+def _tanh_ft(x):
+    """tanh in the precision of x (compiled code only: _tanh32 or _tanh)."""
+    raise NotImplementedError
+
+
+@overload(_tanh_ft)
+def _tanh_ft_impl(x):
+    if x == types.float32:
+        return lambda x: _tanh32(x)
+    return lambda x: _tanh(x)
+
+
+@njit(**_SAFE)
+def _tanh_stage(B, sv, tv):
+    """tv[j] = tanh(B sv[j]), in the precision of sv. The forward pass keeps these
+    for the backward pass; the backward entry points recompute them here."""
+    b = sv.dtype.type(B)
+    for j in range(sv.shape[0]):
+        tv[j] = _tanh_ft(b * sv[j])
+
+
+@njit(**_SAFE)
+def _nlf_forward(nlf, s, x, th, lo, hi):
+    """x[j] = f(s[j]) for lo <= j < hi; nlf = [kind, A, B, C, D]; th[j] = tanh(B s[j])
+    for TANH and BIN (their derivative's t).
 
     TANH  A tanh(B s) + C s + D      LIN   A s + D
     PIECE A clip(B s, -1, 1) + C s + D
     BIN   A sign(B s) + C s + D  (sign(0) = +1)      RELU  max(0, s)
     """
+    ft = s.dtype.type
     kind = int(nlf[0])
-    A = nlf[1]
-    B = nlf[2]
-    C = nlf[3]
-    D = nlf[4]
+    A = ft(nlf[1])
+    B = ft(nlf[2])
+    C = ft(nlf[3])
+    D = ft(nlf[4])
+    one = ft(1.0)
+    zero = ft(0.0)
     sv = s[lo:hi]
     xv = x[lo:hi]
+    tv = th[lo:hi]
     n = hi - lo
+    if kind == NLF_TANH or kind == NLF_BIN:
+        _tanh_stage(nlf[2], sv, tv)
     if kind == NLF_TANH:
         for j in range(n):
-            v = sv[j]
-            xv[j] = A * _tanh(B * v) + C * v + D
+            xv[j] = A * tv[j] + C * sv[j] + D
     elif kind == NLF_LIN:
         for j in range(n):
             xv[j] = A * sv[j] + D
@@ -236,53 +308,58 @@ def _nlf_forward(nlf, s, x, lo, hi):
         for j in range(n):
             v = sv[j]
             c = B * v
-            if c > 1.0:
-                c = 1.0
-            elif c < -1.0:
-                c = -1.0
+            if c > one:
+                c = one
+            elif c < -one:
+                c = -one
             xv[j] = A * c + C * v + D
     elif kind == NLF_BIN:
         for j in range(n):
             v = sv[j]
-            sg = 1.0 if B * v >= 0.0 else -1.0
+            sg = one if B * v >= zero else -one
             if v != v:
                 sg = v
             xv[j] = A * sg + C * v + D
     else:  # NLF_RELU
         for j in range(n):
             v = sv[j]
-            xv[j] = 0.0 if v <= 0.0 else v
+            xv[j] = zero if v <= zero else v
 
 
 @njit(**_SAFE)
-def _nlf_backward(nlf, s, b, sqb, g, ggrad, lo, hi, first, second, lm, keep, dropping):
+def _nlf_backward(nlf, s, th, b, sqb, g, ggrad, lo, hi, first, second, lm, keep,
+                  dropping):
     """For lo <= j < hi:
         g[j] = b[j] f'(s[j])                                  (first)
         ggrad[j] = sqb[j] f'(s[j])^2 - b[j] f''(s[j])         (second; lm: no f'' term)
 
-    TANH, BIN  f' = A B (1 - t^2) + C,  f'' = -2 A B^2 t (1 - t^2),  t = tanh(B s)
-               (BIN: SN's pseudo-gradient)
+    TANH, BIN  f' = A B (1 - t^2) + C,  f'' = -2 A B^2 t (1 - t^2),  t = th[j]
+               = tanh(B s) (BIN: SN's pseudo-gradient)
     LIN   f' = A                        PIECE  f' = A B [|B s| < 1] + C
     RELU  f' = [s > 0];                 f'' = 0 for these three
     With dropout (`dropping`), x = keep f(s): g and ggrad are multiplied by keep
     and keep^2.
     """
+    ft = s.dtype.type
     kind = int(nlf[0])
     A = nlf[1]
     B = nlf[2]
-    C = nlf[3]
+    AB = ft(A * B)
+    ABB2 = ft(-2.0 * A * B * B)
+    C = ft(nlf[3])
+    one = ft(1.0)
+    zero = ft(0.0)
     n = hi - lo
     sv = s[lo:hi]
+    tv = th[lo:hi]
     bv = b[lo:hi]
     qv = sqb[lo:hi]
     gv = g[lo:hi]
     hv = ggrad[lo:hi]
     if kind == NLF_TANH or kind == NLF_BIN:
-        AB = A * B
-        ABB2 = -2.0 * A * B * B
         for j in range(n):
-            t = _tanh(B * sv[j])
-            u = 1.0 - t * t
+            t = tv[j]
+            u = one - t * t
             d = AB * u + C
             if first:
                 gv[j] = bv[j] * d
@@ -292,15 +369,16 @@ def _nlf_backward(nlf, s, b, sqb, g, ggrad, lo, hi, first, second, lm, keep, dro
                     v -= bv[j] * (ABB2 * t * u)
                 hv[j] = v
     else:
+        Bf = ft(B)
         for j in range(n):
             v = sv[j]
             if kind == NLF_LIN:
-                d = A
+                d = ft(A)
             elif kind == NLF_PIECE:
-                c = B * v
-                d = (A * B if (c < 1.0 and c > -1.0) else 0.0) + C
+                c = Bf * v
+                d = (AB if (c < one and c > -one) else zero) + C
             else:
-                d = 1.0 if v > 0.0 else 0.0
+                d = one if v > zero else zero
             if first:
                 gv[j] = bv[j] * d
             if second:
@@ -351,6 +429,24 @@ def _axpy4(y, yo, n, x, o0, o1, o2, o3, c0, c1, c2, c3):
 
 
 @njit(inline="always", **_FAST)
+def _axpy8(y, yo, n, x, o, rs, c0, c1, c2, c3, c4, c5, c6, c7):
+    """y[yo:yo+n] += sum_k c_k x[o+k*rs:o+k*rs+n]   (k = 0..7)"""
+    yo = uint64(yo)
+    o0 = uint64(o)
+    o1 = o0 + uint64(rs)
+    o2 = o1 + uint64(rs)
+    o3 = o2 + uint64(rs)
+    o4 = o3 + uint64(rs)
+    o5 = o4 + uint64(rs)
+    o6 = o5 + uint64(rs)
+    o7 = o6 + uint64(rs)
+    for i in range(uint64(n)):
+        y[yo + i] += (c0 * x[o0 + i] + c1 * x[o1 + i] + c2 * x[o2 + i] + c3 * x[o3 + i]
+                      + c4 * x[o4 + i] + c5 * x[o5 + i] + c6 * x[o6 + i]
+                      + c7 * x[o7 + i])
+
+
+@njit(inline="always", **_FAST)
 def _axpy4sq(y, yo, n, x, o0, o1, o2, o3, c0, c1, c2, c3):
     """y[yo:yo+n] += sum_k c_k x[o_k:o_k+n]^2"""
     yo = uint64(yo)
@@ -380,23 +476,6 @@ def _outer4(y, o0, o1, o2, o3, n, x, xo, c0, c1, c2, c3):
         y[o1 + i] += c1 * xi
         y[o2 + i] += c2 * xi
         y[o3 + i] += c3 * xi
-
-
-@njit(inline="always", **_FAST)
-def _outer4sq(y, o0, o1, o2, o3, n, x, xo, c0, c1, c2, c3):
-    """y[o_k:o_k+n] += c_k x[xo:xo+n]^2   for k = 0..3"""
-    o0 = uint64(o0)
-    o1 = uint64(o1)
-    o2 = uint64(o2)
-    o3 = uint64(o3)
-    xo = uint64(xo)
-    for i in range(uint64(n)):
-        xi = x[xo + i]
-        x2 = xi * xi
-        y[o0 + i] += c0 * x2
-        y[o1 + i] += c1 * x2
-        y[o2 + i] += c2 * x2
-        y[o3 + i] += c3 * x2
 
 
 @njit(inline="always", **_FAST)
@@ -479,8 +558,8 @@ def _dot4sq(v, vo, n, x, o0, o1, o2, o3):
 #                                 consecutive input planes and consecutive weights
 #                                 ("runs", e.g. 8 pairs x 25 taps = 200), so that the
 #                                 loops run along a whole run.
-# The backward pass accumulates the patch gradient pg (and psq) in the same layout and
-# scatters it through a list of (patch element, receiving unit).
+# The backward pass accumulates the patch gradient pg (and psq) tap-major in either case
+# and scatters it through a list of (pg element, receiving unit), grouped by unit.
 
 Work = namedtuple("Work", [
     "recv",    # uint8 [nunits]  1 if the unit accumulates a backsum (in a stage, not output)
@@ -492,7 +571,7 @@ Work = namedtuple("Work", [
     "zoff",    # int64 [nops+1]  range of each op in `zlist`
     "zlist",   # int64           patch elements of absent taps (kept at 0)
     "soff",    # int64 [nops+1]  range of each op in the scatter list
-    "sidx",    # int64           patch element (relative to the op's patch) ...
+    "sidx",    # int64           pg element (tap-major, relative to the op's patch) ...
     "sdst",    # int64           ... and the receiving unit it adds into
     "goff",    # int64 [nops]    tap-major: start of the op's in-plane groups in `gptr`
     "gptr",    # int64           pairs of in-plane p: pord[gptr[goff+p]:gptr[goff+p+1]]
@@ -503,6 +582,7 @@ Work = namedtuple("Work", [
     "pg",      # ft              patch gradient of one op (first order)
     "psq",     # ft              patch gradient of one op (second order)
     "v1",      # ft              ueps * g of one destination block
+    "th",      # ft [nunits]     tanh(B s) of TANH and BIN units, kept by the forward pass
 ])
 
 
@@ -640,7 +720,7 @@ def _workspace(plan, x):
                         u = slo + p * sn + o
                         gidx[poff[k] + e] = u
                         if recv[u]:
-                            sidx[sc] = e
+                            sidx[sc] = (p * nt + t) * n + pos       # pg is tap-major
                             sdst[sc] = u
                             sc += 1
                     elif o == TAP_BG and bg >= 0:
@@ -648,6 +728,10 @@ def _workspace(plan, x):
                     else:
                         zlist[z] = poff[k] + e
                         z += 1
+        # scatter list by receiving unit, so that each unit's terms add up in a register
+        srt = np.argsort(sdst[soff[k]:sc], kind="mergesort")
+        sidx[soff[k]:sc] = sidx[soff[k]:sc][srt]
+        sdst[soff[k]:sc] = sdst[soff[k]:sc][srt]
         # tap-major: pairs grouped by in-plane (counting sort)
         g0 = goff[k]
         for q in range(npairs):
@@ -663,7 +747,7 @@ def _workspace(plan, x):
     return Work(recv, prop, posmaj, poff, nsp, gidx, zoff, zlist, soff, sidx, sdst,
                 goff, gptr, pord, roff, runs[:roff[nops]],
                 np.zeros(poff[nops], x.dtype), np.zeros(big, x.dtype),
-                np.zeros(big, x.dtype), np.zeros(vec, x.dtype))
+                np.zeros(big, x.dtype), np.zeros(vec, x.dtype), np.zeros(nunits, x.dtype))
 
 
 def workspace_size(plan, dtype=np.float64):
@@ -994,53 +1078,67 @@ def _conv_backward(plan, k, w, b, g, acc, ggrad, sqb, hq, wk, first, second):
                 for pos in range(n):
                     v1[pos] = ueps[so + pos] * g[so + pos]
             pos = 0
+            if first and not second:
+                while pos + 8 <= n:
+                    _axpy8(acc, wb, ln, patch, off + pr + pos * rs, rs, v1[pos],
+                           v1[pos + 1], v1[pos + 2], v1[pos + 3], v1[pos + 4],
+                           v1[pos + 5], v1[pos + 6], v1[pos + 7])
+                    pos += 8
             while pos + 4 <= n:
                 o = pr + pos * rs
                 if first:
                     _axpy4(acc, wb, ln, patch, off + o, off + o + rs, off + o + 2 * rs,
                            off + o + 3 * rs, v1[pos], v1[pos + 1], v1[pos + 2], v1[pos + 3])
-                    if prop:
-                        _outer4(pg, o, o + rs, o + 2 * rs, o + 3 * rs, ln, w, wb,
-                                g[so + pos], g[so + pos + 1], g[so + pos + 2],
-                                g[so + pos + 3])
                 if second:
                     _axpy4sq(hq, wb, ln, patch, off + o, off + o + rs, off + o + 2 * rs,
                              off + o + 3 * rs, ggrad[so + pos], ggrad[so + pos + 1],
                              ggrad[so + pos + 2], ggrad[so + pos + 3])
-                    if prop:
-                        _outer4sq(psq, o, o + rs, o + 2 * rs, o + 3 * rs, ln, w, wb,
-                                  ggrad[so + pos], ggrad[so + pos + 1],
-                                  ggrad[so + pos + 2], ggrad[so + pos + 3])
                 pos += 4
             while pos < n:
                 o = pr + pos * rs
                 if first:
                     _axpy1(acc, wb, ln, patch, off + o, v1[pos])
-                    if prop:
-                        _axpy1(pg, o, ln, w, wb, g[so + pos])
                 if second:
                     _axpy1sq(hq, wb, ln, patch, off + o, ggrad[so + pos])
-                    if prop:
-                        _axpy1sq(psq, o, ln, w, wb, ggrad[so + pos])
                 pos += 1
     else:
         _conv_backward_tapmajor(plan, k, w, g, acc, ggrad, hq, wk, first, second)
     if prop:
-        sidx = wk.sidx
-        sdst = wk.sdst
-        for i in range(uint64(wk.soff[k]), uint64(wk.soff[k + 1])):
+        _conv_pgrad(plan, k, w, g, ggrad, wk, first, second)
+        _conv_scatter(k, b, sqb, wk, first, second)
+
+
+@njit(**_FAST)
+def _conv_scatter(k, b, sqb, wk, first, second):
+    """b[u] += pg[e] (second: sqb[u] += psq[e]) over the scatter list of op k, whose
+    entries come grouped by receiving unit u."""
+    sidx = wk.sidx
+    sdst = wk.sdst
+    pg = wk.pg
+    psq = wk.psq
+    zero = pg.dtype.type(0)
+    i = uint64(wk.soff[k])
+    end = uint64(wk.soff[k + 1])
+    while i < end:
+        u = uint64(sdst[i])
+        a1 = zero
+        a2 = zero
+        while i < end and uint64(sdst[i]) == u:
             e = uint64(sidx[i])
-            u = uint64(sdst[i])
             if first:
-                b[u] += pg[e]
+                a1 += pg[e]
             if second:
-                sqb[u] += psq[e]
+                a2 += psq[e]
+            i += _U1
+        if first:
+            b[u] += a1
+        if second:
+            sqb[u] += a2
 
 
 @njit(**_FAST)
 def _conv_backward_tapmajor(plan, k, w, g, acc, ggrad, hq, wk, first, second):
-    """The weight-side and patch-gradient part of _conv_backward, tap-major layout:
-    acc/hq as there, pg[p, t, pos] += w[wb+t] g[q, pos], psq likewise with w^2 ggrad."""
+    """The weight side of _conv_backward (acc, hq) in the tap-major layout."""
     ops = plan.ops
     n = ops[k, DST_N]
     nt = ops[k, NTAPS]
@@ -1103,59 +1201,78 @@ def _conv_backward_tapmajor(plan, k, w, g, acc, ggrad, hq, wk, first, second):
                     qv = hq[wb + t:wb + t + n * nt:nt]
                     for pos in range(n):
                         qv[pos] += hv[pos] * (pv[pos] * pv[pos])
-    if not wk.prop[k]:
-        return
-    # patch gradient, one row (p, t) at a time, summed over the pairs of plane p
+
+
+@njit(**_FAST)
+def _conv_pgrad(plan, k, w, g, ggrad, wk, first, second):
+    """The patch gradient, tap-major whatever the patch's layout:
+    pg[p, t, pos] += w[wb+t] g[q, pos] over the pairs (p, q, wb) of plane p (psq
+    likewise with w^2 ggrad); shared kernels four pairs at a time over all taps."""
+    ops = plan.ops
+    n = ops[k, DST_N]
+    nt = ops[k, NTAPS]
+    dlo = ops[k, DST_LO]
+    pairs = plan.pairs
+    pg = wk.pg
+    psq = wk.psq
     pord = wk.pord
     gptr = wk.gptr
     g0 = wk.goff[k]
     for p in range(wk.nsp[k]):
         i0 = gptr[g0 + p]
         i1 = gptr[g0 + p + 1]
-        for t in range(nt):
-            e0 = (p * nt + t) * n
-            if shared:
-                i = i0
-                while i + 4 <= i1:
-                    r0 = pord[i]
-                    r1 = pord[i + 1]
-                    r2 = pord[i + 2]
-                    r3 = pord[i + 3]
-                    s0 = dlo + pairs[r0, 1] * n
-                    s1 = dlo + pairs[r1, 1] * n
-                    s2 = dlo + pairs[r2, 1] * n
-                    s3 = dlo + pairs[r3, 1] * n
-                    w0 = w[pairs[r0, 2] + t]
-                    w1 = w[pairs[r1, 2] + t]
-                    w2 = w[pairs[r2, 2] + t]
-                    w3 = w[pairs[r3, 2] + t]
-                    if first:
-                        _axpy4(pg, e0, n, g, s0, s1, s2, s3, w0, w1, w2, w3)
-                    if second:
-                        _axpy4(psq, e0, n, ggrad, s0, s1, s2, s3,
-                               w0 * w0, w1 * w1, w2 * w2, w3 * w3)
-                    i += 4
-                while i < i1:
-                    r0 = pord[i]
-                    s0 = dlo + pairs[r0, 1] * n
-                    w0 = w[pairs[r0, 2] + t]
-                    if first:
-                        _axpy1(pg, e0, n, g, s0, w0)
-                    if second:
-                        _axpy1(psq, e0, n, ggrad, s0, w0 * w0)
-                    i += 1
-            else:
-                for i in range(i0, i1):
-                    r0 = pord[i]
-                    s0 = dlo + pairs[r0, 1] * n
-                    wv = w[pairs[r0, 2] + t:pairs[r0, 2] + t + n * nt:nt]
-                    gv = g[s0:s0 + n]
-                    hv = ggrad[s0:s0 + n]
-                    for pos in range(n):
-                        if first:
-                            pg[e0 + pos] += wv[pos] * gv[pos]
-                        if second:
-                            psq[e0 + pos] += (wv[pos] * wv[pos]) * hv[pos]
+        e0 = p * nt * n
+        if ops[k, SHARED] == 0:
+            for i in range(i0, i1):
+                _conv_pgrad_local(w, g, ggrad, pg, psq, e0, n, nt,
+                                  dlo + pairs[pord[i], 1] * n, pairs[pord[i], 2],
+                                  first, second)
+            continue
+        i = i0
+        while i + 4 <= i1:
+            s0 = dlo + pairs[pord[i], 1] * n
+            s1 = dlo + pairs[pord[i + 1], 1] * n
+            s2 = dlo + pairs[pord[i + 2], 1] * n
+            s3 = dlo + pairs[pord[i + 3], 1] * n
+            b0 = pairs[pord[i], 2]
+            b1 = pairs[pord[i + 1], 2]
+            b2 = pairs[pord[i + 2], 2]
+            b3 = pairs[pord[i + 3], 2]
+            for t in range(nt):
+                w0 = w[b0 + t]
+                w1 = w[b1 + t]
+                w2 = w[b2 + t]
+                w3 = w[b3 + t]
+                if first:
+                    _axpy4(pg, e0 + t * n, n, g, s0, s1, s2, s3, w0, w1, w2, w3)
+                if second:
+                    _axpy4(psq, e0 + t * n, n, ggrad, s0, s1, s2, s3,
+                           w0 * w0, w1 * w1, w2 * w2, w3 * w3)
+            i += 4
+        while i < i1:
+            s0 = dlo + pairs[pord[i], 1] * n
+            b0 = pairs[pord[i], 2]
+            for t in range(nt):
+                w0 = w[b0 + t]
+                if first:
+                    _axpy1(pg, e0 + t * n, n, g, s0, w0)
+                if second:
+                    _axpy1(psq, e0 + t * n, n, ggrad, s0, w0 * w0)
+            i += 1
+
+
+@njit(inline="always", **_FAST)
+def _conv_pgrad_local(w, g, ggrad, pg, psq, e0, n, nt, so, wb, first, second):
+    """_conv_pgrad for one pair of own (unshared) weights w[wb + pos*nt + t]."""
+    for t in range(nt):
+        wv = w[wb + t:wb + t + n * nt:nt]
+        gv = g[so:so + n]
+        hv = ggrad[so:so + n]
+        for pos in range(n):
+            if first:
+                pg[e0 + t * n + pos] += wv[pos] * gv[pos]
+            if second:
+                psq[e0 + t * n + pos] += (wv[pos] * wv[pos]) * hv[pos]
 
 
 # ---------------------------------------------------------------------------
@@ -1182,7 +1299,7 @@ def _forward(plan, x, s, w, wk, keep, dropping):
                 _bias_forward(plan, k, x, s, w)
             else:
                 _sparse_forward(plan, k, x, s, w)
-        _nlf_forward(plan.nlfs[stages[st, ST_NLF]], s, x, lo, hi)
+        _nlf_forward(plan.nlfs[stages[st, ST_NLF]], s, x, wk.th, lo, hi)
         if dropping:
             for j in range(lo, hi):
                 x[j] *= keep[j]
@@ -1207,7 +1324,8 @@ def _backprop(plan, x, s, w, b, g, acc, ggrad, sqb, hq, first, second, lm, wk, k
         lo = stages[st, ST_LO]
         hi = stages[st, ST_HI]
         nlf = plan.nlfs[stages[st, ST_NLF]]
-        _nlf_backward(nlf, s, b, sqb, g, ggrad, lo, hi, first, second, lm, keep, dropping)
+        _nlf_backward(nlf, s, wk.th, b, sqb, g, ggrad, lo, hi, first, second, lm, keep,
+                      dropping)
         for k in range(stages[st, ST_OP_LO], stages[st, ST_OP_HI]):
             kind = ops[k, KIND]
             if kind == OP_CONV:
@@ -1223,11 +1341,20 @@ def _backprop(plan, x, s, w, b, g, acc, ggrad, sqb, hq, first, second, lm, wk, k
 
 
 @njit(**_FAST)
-def _gather_all(plan, x, wk):
+def _gather_all(plan, x, s, wk):
+    """What a backward pass needs from the forward pass: the conv patches and th."""
     ops = plan.ops
     for k in range(ops.shape[0]):
         if ops[k, KIND] == OP_CONV:
             _conv_gather(k, x, wk)
+    stages = plan.stages
+    for st in range(stages.shape[0]):
+        nlf = plan.nlfs[stages[st, ST_NLF]]
+        kind = int(nlf[0])
+        if kind == NLF_TANH or kind == NLF_BIN:
+            lo = stages[st, ST_LO]
+            hi = stages[st, ST_HI]
+            _tanh_stage(nlf[2], s[lo:hi], wk.th[lo:hi])
 
 
 @njit(**_SAFE)
@@ -1257,7 +1384,7 @@ def backward(plan, x, s, w, b, g, acc):
 def backward_keep(plan, x, s, w, b, g, acc, keep, dropping):
     """backward, with g[j] multiplied by keep[j] when `dropping`."""
     wk = _workspace(plan, x)
-    _gather_all(plan, x, wk)
+    _gather_all(plan, x, s, wk)
     yes = x.shape[0] >= 0           # run-time flags: one compiled _backprop for all
     _backprop(plan, x, s, w, b, g, acc, g, g, acc, yes, not yes, not yes, wk, keep,
               dropping and yes)
@@ -1271,7 +1398,7 @@ def backward2(plan, x, s, w, b, ggrad, sqb, hq, lm):
         ggrad[j] = sqb[j] f'(s[j])^2 - b[j] f''(s[j])    (lm: without the f'' term)
         hq[k_c] += ggrad[j_c] x[i_c]^2"""
     wk = _workspace(plan, x)
-    _gather_all(plan, x, wk)
+    _gather_all(plan, x, s, wk)
     yes = x.shape[0] >= 0
     _backprop(plan, x, s, w, b, ggrad, hq, ggrad, sqb, hq, not yes, yes, lm != 0, wk, x,
               not yes)

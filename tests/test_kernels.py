@@ -531,6 +531,29 @@ def test_tanh_accuracy():
     assert np.isnan(out[0])
 
 
+def test_tanh32_accuracy():
+    """float32 tanh within 3 float32 ulp of the exact value, and exactly +-1 far out."""
+    from numba import njit
+
+    @njit
+    def apply(s, out):
+        for i in range(s.shape[0]):
+            out[i] = K._tanh32(s[i])
+
+    s = np.concatenate([np.linspace(-12, 12, 200001), np.geomspace(1e-30, 3, 2000),
+                        -np.geomspace(1e-30, 3, 200), [0.0, 9.0, 50.0, np.inf, -np.inf]])
+    s = s.astype(np.float32)
+    out = np.empty_like(s)
+    apply(s, out)
+    exact = np.tanh(s.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert (np.abs(out - exact) <= 3 * ulp).all()
+    assert out[-1] == -1.0 and out[-2] == 1.0 and out[-3] == 1.0
+    nan = np.array([np.nan], np.float32)
+    apply(nan, out[:1])
+    assert np.isnan(out[0])
+
+
 def untied(builder, ueps):
     """The same network with one weight per connection; also returns, for each new
     weight, the weight it came from."""
