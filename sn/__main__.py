@@ -79,6 +79,8 @@ def _parser():
     bench.add_argument("files", metavar="FILE")
     bench.add_argument("--passes", type=_positive, default=1, metavar="N",
                        help="passes over the training set per measure (default 1)")
+    bench.add_argument("--repeat", type=_positive, default=3, metavar="R",
+                       help="measures per speed; the best is reported (default 3)")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(action=_bench)
 
@@ -125,7 +127,7 @@ def _info(args):
 
 def _bench(args):
     from .bench import run
-    run(args.files, passes=args.passes, as_json=args.json)
+    run(args.files, passes=args.passes, repeat=args.repeat, as_json=args.json)
     return 0
 
 

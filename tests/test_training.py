@@ -177,7 +177,8 @@ def test_train_command_refuses_a_file_without_train(tmp_path):
 
 
 def test_bench_command_reports_speeds_without_data(tmp_path):
-    proc = _run("bench", os.path.join(ROOT, "networks", "zipcode.sn"), "--json", cwd=tmp_path,
+    proc = _run("bench", os.path.join(ROOT, "networks", "zipcode.sn"), "--json", "--repeat", "1",
+                cwd=tmp_path,
                 env={"SN_DATA": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path),
                      "SN_DATA_URL": "http://127.0.0.1:9/"})
     assert proc.returncode == 0, proc.stderr
