@@ -523,6 +523,39 @@ def _dot4(v, vo, n, x, o0, o1, o2, o3):
 
 
 @njit(inline="always", **_FAST)
+def _dot8(v, vo, n, x, o, rs):
+    """(sum_i v[vo+i] x[o+k*rs+i])   for k = 0..7"""
+    vo = uint64(vo)
+    o0 = uint64(o)
+    o1 = o0 + uint64(rs)
+    o2 = o1 + uint64(rs)
+    o3 = o2 + uint64(rs)
+    o4 = o3 + uint64(rs)
+    o5 = o4 + uint64(rs)
+    o6 = o5 + uint64(rs)
+    o7 = o6 + uint64(rs)
+    a0 = v.dtype.type(0)
+    a1 = a0
+    a2 = a0
+    a3 = a0
+    a4 = a0
+    a5 = a0
+    a6 = a0
+    a7 = a0
+    for i in range(uint64(n)):
+        vi = v[vo + i]
+        a0 += vi * x[o0 + i]
+        a1 += vi * x[o1 + i]
+        a2 += vi * x[o2 + i]
+        a3 += vi * x[o3 + i]
+        a4 += vi * x[o4 + i]
+        a5 += vi * x[o5 + i]
+        a6 += vi * x[o6 + i]
+        a7 += vi * x[o7 + i]
+    return a0, a1, a2, a3, a4, a5, a6, a7
+
+
+@njit(inline="always", **_FAST)
 def _dot4sq(v, vo, n, x, o0, o1, o2, o3):
     """(sum_i v[vo+i] x[o_k+i]^2)   for k = 0..3"""
     vo = uint64(vo)
@@ -571,8 +604,8 @@ Work = namedtuple("Work", [
     "zoff",    # int64 [nops+1]  range of each op in `zlist`
     "zlist",   # int64           patch elements of absent taps (kept at 0)
     "soff",    # int64 [nops+1]  range of each op in the scatter list
-    "sidx",    # int64           pg element (tap-major, relative to the op's patch) ...
-    "sdst",    # int64           ... and the receiving unit it adds into
+    "sidx",    # int32           pg element (tap-major, relative to the op's patch) ...
+    "sdst",    # int32           ... and the receiving unit it adds into
     "goff",    # int64 [nops]    tap-major: start of the op's in-plane groups in `gptr`
     "gptr",    # int64           pairs of in-plane p: pord[gptr[goff+p]:gptr[goff+p+1]]
     "pord",    # int64           pair rows sorted by in-plane, per op
@@ -658,8 +691,8 @@ def _workspace(plan, x):
                 break
     gidx = np.zeros(poff[nops], np.int32)
     zlist = np.zeros(zoff[nops], np.int64)
-    sidx = np.zeros(soff[nops], np.int64)
-    sdst = np.zeros(soff[nops], np.int64)
+    sidx = np.zeros(soff[nops], np.int32)
+    sdst = np.zeros(soff[nops], np.int32)
     gptr = np.zeros(ngrp + 1, np.int64)
     pord = np.zeros(pairs.shape[0], np.int64)
     runs = np.zeros((roff[nops], 4), np.int64)
@@ -841,6 +874,11 @@ def _full_forward(plan, k, x, s, w):
     wlo = ops[k, W_LO]
     m = ops[k, SRC_N]
     i = 0
+    while i + 8 <= m:
+        _axpy8(s, dlo, n, w, wlo + i * n, n, x[slo + i], x[slo + i + 1], x[slo + i + 2],
+               x[slo + i + 3], x[slo + i + 4], x[slo + i + 5], x[slo + i + 6],
+               x[slo + i + 7])
+        i += 8
     while i + 4 <= m:
         r = wlo + i * n
         _axpy4(s, dlo, n, w, r, r + n, r + 2 * n, r + 3 * n,
@@ -1004,6 +1042,17 @@ def _conv_forward(plan, k, x, s, w, wk):
             ln = wk.runs[r, 2] * nt
             wb = wk.runs[r, 3]
             pos = 0
+            while pos + 8 <= n:
+                a0, a1, a2, a3, a4, a5, a6, a7 = _dot8(w, wb, ln, patch, pb + pos * rs, rs)
+                s[so + pos] += a0
+                s[so + pos + 1] += a1
+                s[so + pos + 2] += a2
+                s[so + pos + 3] += a3
+                s[so + pos + 4] += a4
+                s[so + pos + 5] += a5
+                s[so + pos + 6] += a6
+                s[so + pos + 7] += a7
+                pos += 8
             while pos + 4 <= n:
                 o = pb + pos * rs
                 a0, a1, a2, a3 = _dot4(w, wb, ln, patch, o, o + rs, o + 2 * rs, o + 3 * rs)
@@ -1025,6 +1074,11 @@ def _conv_forward(plan, k, x, s, w, wk):
         wb = pairs[a2 + q, 2]
         if shared:
             t = 0
+            while t + 8 <= nt:
+                _axpy8(s, so, n, patch, pb + t * n, n, w[wb + t], w[wb + t + 1],
+                       w[wb + t + 2], w[wb + t + 3], w[wb + t + 4], w[wb + t + 5],
+                       w[wb + t + 6], w[wb + t + 7])
+                t += 8
             while t + 4 <= nt:
                 o = pb + t * n
                 _axpy4(s, so, n, patch, o, o + n, o + 2 * n, o + 3 * n,
@@ -1112,8 +1166,8 @@ def _conv_backward(plan, k, w, b, g, acc, ggrad, sqb, hq, wk, first, second):
 def _conv_scatter(k, b, sqb, wk, first, second):
     """b[u] += pg[e] (second: sqb[u] += psq[e]) over the scatter list of op k, whose
     entries come grouped by receiving unit u."""
-    sidx = wk.sidx
-    sdst = wk.sdst
+    sidx = wk.sidx.view(np.uint32)
+    sdst = wk.sdst.view(np.uint32)
     pg = wk.pg
     psq = wk.psq
     zero = pg.dtype.type(0)
@@ -1161,6 +1215,17 @@ def _conv_backward_tapmajor(plan, k, w, g, acc, ggrad, hq, wk, first, second):
                 v1[pos] = ueps[so + pos] * g[so + pos]
             if shared:
                 t = 0
+                while t + 8 <= nt:
+                    a0, a1, a2_, a3, a4, a5, a6, a7 = _dot8(v1, 0, n, patch, pb + t * n, n)
+                    acc[wb + t] += a0
+                    acc[wb + t + 1] += a1
+                    acc[wb + t + 2] += a2_
+                    acc[wb + t + 3] += a3
+                    acc[wb + t + 4] += a4
+                    acc[wb + t + 5] += a5
+                    acc[wb + t + 6] += a6
+                    acc[wb + t + 7] += a7
+                    t += 8
                 while t + 4 <= nt:
                     o = pb + t * n
                     a0, a1, a2_, a3 = _dot4(v1, 0, n, patch, o, o + n, o + 2 * n,
@@ -1229,6 +1294,12 @@ def _conv_pgrad(plan, k, w, g, ggrad, wk, first, second):
                                   first, second)
             continue
         i = i0
+        while i + 8 <= i1:
+            if first:
+                _conv_pgrad8(w, g, pg, pairs, pord, i, e0, n, nt, dlo, False)
+            if second:
+                _conv_pgrad8(w, ggrad, psq, pairs, pord, i, e0, n, nt, dlo, True)
+            i += 8
         while i + 4 <= i1:
             s0 = dlo + pairs[pord[i], 1] * n
             s1 = dlo + pairs[pord[i + 1], 1] * n
@@ -1259,6 +1330,52 @@ def _conv_pgrad(plan, k, w, g, ggrad, wk, first, second):
                 if second:
                     _axpy1(psq, e0 + t * n, n, ggrad, s0, w0 * w0)
             i += 1
+
+
+@njit(inline="always", **_FAST)
+def _conv_pgrad8(w, g, pg, pairs, pord, i, e0, n, nt, dlo, sq):
+    """_conv_pgrad's rows for the eight pairs pord[i:i+8] of one plane:
+    pg[e0 + t*n + pos] += sum_k c_k g[s_k + pos], c_k = w[b_k + t] (sq: its square)."""
+    s0 = dlo + pairs[pord[i], 1] * n
+    s1 = dlo + pairs[pord[i + 1], 1] * n
+    s2 = dlo + pairs[pord[i + 2], 1] * n
+    s3 = dlo + pairs[pord[i + 3], 1] * n
+    s4 = dlo + pairs[pord[i + 4], 1] * n
+    s5 = dlo + pairs[pord[i + 5], 1] * n
+    s6 = dlo + pairs[pord[i + 6], 1] * n
+    s7 = dlo + pairs[pord[i + 7], 1] * n
+    b0 = pairs[pord[i], 2]
+    b1 = pairs[pord[i + 1], 2]
+    b2 = pairs[pord[i + 2], 2]
+    b3 = pairs[pord[i + 3], 2]
+    b4 = pairs[pord[i + 4], 2]
+    b5 = pairs[pord[i + 5], 2]
+    b6 = pairs[pord[i + 6], 2]
+    b7 = pairs[pord[i + 7], 2]
+    for t in range(nt):
+        c0 = w[b0 + t]
+        c1 = w[b1 + t]
+        c2 = w[b2 + t]
+        c3 = w[b3 + t]
+        c4 = w[b4 + t]
+        c5 = w[b5 + t]
+        c6 = w[b6 + t]
+        c7 = w[b7 + t]
+        if sq:
+            c0 *= c0
+            c1 *= c1
+            c2 *= c2
+            c3 *= c3
+            c4 *= c4
+            c5 *= c5
+            c6 *= c6
+            c7 *= c7
+        yo = uint64(e0 + t * n)
+        for j in range(uint64(n)):
+            pg[yo + j] += (c0 * g[uint64(s0) + j] + c1 * g[uint64(s1) + j]
+                           + c2 * g[uint64(s2) + j] + c3 * g[uint64(s3) + j]
+                           + c4 * g[uint64(s4) + j] + c5 * g[uint64(s5) + j]
+                           + c6 * g[uint64(s6) + j] + c7 * g[uint64(s7) + j])
 
 
 @njit(inline="always", **_FAST)
