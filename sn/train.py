@@ -2,11 +2,12 @@
 
 The file's top-level forms build the network and name its data; its function
 (de train () ...) trains. A checkpoint is written after each pass (W.ckpt, W
-the weight file); --resume goes on from the last one. Before loading, `passes` is set when --passes is
-given (files write (defvar passes 23)) and the random state is seeded with
---seed (default 0); a file may name its own default seed with
-(defvar train-seed S), used before (train) when --seed is not given. Afterwards the weights and the perf-file are written, and
-the paper-style lines are printed:
+the weight file) and removed when the run completes; --resume goes on from the
+last one. Before loading, `passes` is set when --passes is given (files write
+(defvar passes 23)) and the random state is seeded with --seed (default 0); a
+file may name its own default seed with (defvar train-seed S), used before
+(train) when --seed is not given. Afterwards the weights and the perf-file are
+written, and the paper-style lines are printed:
 
     eval: split train. loss 2.500000e-03. error 0.14%. misses: 10
 
@@ -121,6 +122,8 @@ def run(path, passes=None, seed=None, save=None, report=None, stream=None, resum
         interp.write(f"eval: split {split}. loss {loss:.6e}. error {100.0 * misses / n:.2f}%. "
                      f"misses: {misses}\n")
     save_net(interp.net, weights, interp.get("age"))
+    if os.path.exists(checkpoint):
+        os.remove(checkpoint)
     interp.write(f"weights written to {weights}, performance log to {interp.get('perf-file')} "
                  f"({seconds:.1f} s of training)\n")
     if report:

@@ -69,6 +69,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from net.wei.ckpt: 4 learning calls done" in resumed.stdout
     assert outcome(cut) == outcome(whole)
+    assert not (cut / "net.wei.ckpt").exists() and not (whole / "net.wei.ckpt").exists()
 
 
 def test_killed_then_resumed_equals_uninterrupted(tmp_path):
