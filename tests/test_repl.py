@@ -97,8 +97,9 @@ def test_terminal_session(term, tmp_path):
     # Ctrl-C in the middle of a loop returns to the prompt with state intact
     term.send("(setq k 0)\n")
     term.expect("= 0")
-    term.send("(while t (incr k))\n")
-    time.sleep(0.5)
+    term.send("(progn (print 'looping) (while t (incr k)))\n")
+    term.expect("looping\n")            # the loop has started (not the echo: no newline)
+    time.sleep(0.2)
     term.send("\x03")
     term.expect("interrupted")
     term.send("(> k 0)\n")
@@ -145,9 +146,10 @@ def test_interrupting_a_piped_loop_keeps_the_session(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "sn", "repl"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=_env(tmp_path), cwd=ROOT)
-    proc.stdin.write("(setq k 0)\n(while t (incr k))\n")
+    proc.stdin.write("(setq k 0)\n(progn (print 'looping) (while t (incr k)))\n")
     proc.stdin.flush()
     assert proc.stdout.readline() == "= 0\n"
+    assert proc.stdout.readline() == "looping\n"     # the loop has started
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate("(> k 100)\n", timeout=60)
