@@ -429,17 +429,24 @@ def _axpy4(y, yo, n, x, o0, o1, o2, o3, c0, c1, c2, c3):
 
 
 @njit(inline="always", **_FAST)
+def _rows8(o, rs):
+    """The unsigned offsets o + k*rs, k = 0..7, of eight rows rs apart."""
+    o0 = uint64(o)
+    r = uint64(rs)
+    o1 = o0 + r
+    o2 = o1 + r
+    o3 = o2 + r
+    o4 = o3 + r
+    o5 = o4 + r
+    o6 = o5 + r
+    return o0, o1, o2, o3, o4, o5, o6, o6 + r
+
+
+@njit(inline="always", **_FAST)
 def _axpy8(y, yo, n, x, o, rs, c0, c1, c2, c3, c4, c5, c6, c7):
     """y[yo:yo+n] += sum_k c_k x[o+k*rs:o+k*rs+n]   (k = 0..7)"""
     yo = uint64(yo)
-    o0 = uint64(o)
-    o1 = o0 + uint64(rs)
-    o2 = o1 + uint64(rs)
-    o3 = o2 + uint64(rs)
-    o4 = o3 + uint64(rs)
-    o5 = o4 + uint64(rs)
-    o6 = o5 + uint64(rs)
-    o7 = o6 + uint64(rs)
+    o0, o1, o2, o3, o4, o5, o6, o7 = _rows8(o, rs)
     for i in range(uint64(n)):
         y[yo + i] += (c0 * x[o0 + i] + c1 * x[o1 + i] + c2 * x[o2 + i] + c3 * x[o3 + i]
                       + c4 * x[o4 + i] + c5 * x[o5 + i] + c6 * x[o6 + i]
@@ -526,14 +533,7 @@ def _dot4(v, vo, n, x, o0, o1, o2, o3):
 def _dot8(v, vo, n, x, o, rs):
     """(sum_i v[vo+i] x[o+k*rs+i])   for k = 0..7"""
     vo = uint64(vo)
-    o0 = uint64(o)
-    o1 = o0 + uint64(rs)
-    o2 = o1 + uint64(rs)
-    o3 = o2 + uint64(rs)
-    o4 = o3 + uint64(rs)
-    o5 = o4 + uint64(rs)
-    o6 = o5 + uint64(rs)
-    o7 = o6 + uint64(rs)
+    o0, o1, o2, o3, o4, o5, o6, o7 = _rows8(o, rs)
     a0 = v.dtype.type(0)
     a1 = a0
     a2 = a0
