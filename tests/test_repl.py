@@ -104,9 +104,14 @@ def test_terminal_session(term, tmp_path):
     term.expect("interrupted")
     term.send("(> k 0)\n")
     term.expect("= t")
-    # Ctrl-C while typing cancels the line
+    # Ctrl-C while typing cancels the line. Type only once the prompt shows, so
+    # that the echo awaited is readline's and not the terminal's own echo of
+    # typed-ahead keys; Python's readline sees a Ctrl-C that arrives while it
+    # is still taking in keys only at the next Enter.
+    term.expect("? ")
     term.send("(+ 1 2")
     term.expect("(+ 1 2")
+    time.sleep(0.3)
     term.send("\x03")
     term.expect("? ")
     time.sleep(0.5)  # as a user would: readline settles after the interrupt
