@@ -1643,7 +1643,8 @@ def lms_cost(plan, x, b, sqb, row):
 @njit(**_SAFE)
 def xent_cost(plan, x, s, b, sqb, row):
     """Softmax cross-entropy on the output sums: p = softmax(s_o), t_o = the
-    desired values > 0 normalised to sum 1;
+    desired values > 0 normalised to sum 1 (the others count as 0), so that
+    a +1/-1 row is a class and a row of graded values a target distribution;
         b[o] = t_o - p_o (so that a linear output unit gets g = -dE/ds),
         sqb[o] = p_o (1 - p_o) (the Gauss-Newton curvature);
     returns E / n_out, E = -sum_o t_o log p_o."""
@@ -1655,17 +1656,17 @@ def xent_cost(plan, x, s, b, sqb, row):
     for i in range(n):
         top = max(top, float(s[out[i]]))
     z = 0.0
-    npos = 0.0
+    tsum = 0.0
     for i in range(n):
         z += np.exp(float(s[out[i]]) - top)
         if row[i] > 0:
-            npos += 1.0
+            tsum += float(row[i])
     logz = np.log(z) + top
     e = 0.0
     for i in range(n):
         o = out[i]
         p = np.exp(float(s[o]) - logz)
-        t = (1.0 / npos) if (row[i] > 0 and npos > 0) else 0.0
+        t = (float(row[i]) / tsum) if row[i] > 0 else 0.0
         b[o] = t - p
         sqb[o] = p * (1.0 - p)
         if t > 0:

@@ -190,6 +190,25 @@ def test_bad_modern_forms(form, message):
     assert info.value.where is not None and info.value.where.file == "m.sn"
 
 
+def test_cross_entropy_takes_graded_desired_values_as_target_probabilities():
+    interp = small()
+    plan = compiled(interp, unit_eps=True).plan
+    b = buffers(interp.net)
+    K.present_pattern(plan, b.x, interp.get("pattern-matrix")[0])
+    K.forward(plan, b.x, b.s, b.w)
+    out = np.asarray(plan.output_units)
+    p = np.exp(b.s[out] - b.s[out].max())
+    p /= p.sum()
+    for row, target in (([0.6, -1, 0.2, 0.0], [0.75, 0, 0.25, 0]),
+                        ([1, -1, -1, -1], [1, 0, 0, 0]),
+                        ([1, -1, 1, -1], [0.5, 0, 0.5, 0])):
+        back = b.b.copy()
+        cost = K.cost(plan, K.COST_XENT, b.x, b.s, back, b.sqb.copy(), np.array(row, float))
+        np.testing.assert_allclose(back[out], np.array(target) - p, atol=1e-12)
+        t = np.array(target)
+        np.testing.assert_allclose(cost * 4, -np.sum(t[t > 0] * np.log(p[t > 0])), rtol=1e-12)
+
+
 def test_cross_entropy_on_a_nonlinear_output_warns():
     out = io.StringIO()
     interp = Interpreter(out=out)
