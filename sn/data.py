@@ -606,15 +606,44 @@ def load_dataset(name, **options):
     return loaders[name](**options)
 
 
-def load_usps(download=True):
+def load_usps(mnist=0, download=True):
     """The USPS zip-code digits: 7291 training then 2007 test patterns.
 
     Reads zip.train(.gz) and zip.test(.gz), as published with The Elements of
     Statistical Learning: one row per digit, the label then 256 grey values in
     [-1, 1] (16x16, row-major).  Parsed data are cached per process.
+
+    With mnist=n (1..60000), n MNIST training digits framed as USPS's
+    (`frame_like_usps`) join the training patterns: the MNIST training images
+    `RandomState(1337).permutation(60000)[:n]`, then the 7291 + n training rows
+    in the order of `RandomState(1337).permutation(7291 + n)`, so that the two
+    sources alternate when presented in sequence.  The test rows stay USPS's.
     """
+    if mnist:
+        _check_count("usps", "mnist", mnist, 60000)
     paths = _require("usps", ["zip.train", "zip.test"], download)
-    return _usps(*(_file_key(p) for p in paths))
+    usps_keys = tuple(_file_key(p) for p in paths)
+    if not mnist:
+        return _usps(*usps_keys)
+    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    mnist_keys = tuple(_file_key(p) for p in _require("mnist", names, download))
+    return _usps_mnist(usps_keys, mnist_keys, int(mnist))
+
+
+@functools.lru_cache(maxsize=2)
+def _usps_mnist(usps_keys, mnist_keys, n):
+    usps = _usps(*usps_keys)
+    images = _read_idx(mnist_keys[0][0], 3)
+    digits = _read_idx(mnist_keys[1][0], 1)
+    if len(images) != 60000 or len(digits) != 60000:
+        raise SNError(f"{mnist_keys[0][0]}: expected 60000 MNIST images and labels")
+    chosen = np.random.RandomState(MNIST_SEED).permutation(60000)[:n]
+    n_usps = usps.train[1] + 1
+    order = np.random.RandomState(MNIST_SEED).permutation(n_usps + n)
+    patterns = np.concatenate([usps.patterns[:n_usps], frame_like_usps(images[chosen])])
+    labels = np.concatenate([usps.labels[:n_usps], digits[chosen]])
+    return _make_dataset("usps", np.concatenate([patterns[order], usps.patterns[n_usps:]]),
+                         np.concatenate([labels[order], usps.labels[n_usps:]]), n_usps + n)
 
 
 @functools.lru_cache(maxsize=2)
@@ -659,17 +688,17 @@ def load_mnist16(n_train=7291, n_test=2007, download=True):
 
     n_train may be 1..60000 and n_test 1..10000.  Cached per process.
     """
-    _check_count("n_train", n_train, 60000)
-    _check_count("n_test", n_test, 10000)
+    _check_count("mnist16", "n_train", n_train, 60000)
+    _check_count("mnist16", "n_test", n_test, 10000)
     names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     paths = _require("mnist", names, download)
     return _mnist16(tuple(_file_key(p) for p in paths), int(n_train), int(n_test))
 
 
-def _check_count(what, n, most):
+def _check_count(dataset, what, n, most):
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= most:
-        raise SNError(f"mnist16: {what} must be an integer from 1 to {most}, "
+        raise SNError(f"{dataset}: {what} must be an integer from 1 to {most}, "
                       f"not {n!r}")
 
 
@@ -710,6 +739,40 @@ def _mnist_patterns(images, chunk=8192):
         x = images[i:i + chunk].astype(np.float64) / 127.5 - 1.0
         out[i:i + chunk] = resize_bilinear(x, 16, 16).reshape(-1, 256)
     return out
+
+
+def frame_like_usps(images, side=16):
+    """MNIST digits (k, 28, 28) of grey values 0..255 framed as the USPS digits
+    are, as (k, side * side) patterns in [-1, 1]: each digit's bounding box (the
+    pixels above 38, 15% of full ink) is scaled, keeping its aspect, until its
+    longer side fills `side` pixels, and centred; an output pixel is the
+    average of the source area it covers. A blank image stays background."""
+    out = np.full((len(images), side, side), -1.0)
+    for k, image in enumerate(images):
+        ink = image > 38
+        rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+        if len(rows) == 0:
+            continue
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        scale = side / max(r1 - r0, c1 - c0)
+        h, w = max(1, round((r1 - r0) * scale)), max(1, round((c1 - c0) * scale))
+        y, x = (side - h) // 2, (side - w) // 2
+        grey = image.astype(np.float64) / 127.5 - 1.0
+        out[k, y:y + h, x:x + w] = (_area_weights(image.shape[0], r0, r1, h) @ grey
+                                    @ _area_weights(image.shape[1], c0, c1, w).T)
+    return out.reshape(len(images), side * side)
+
+
+@functools.lru_cache(maxsize=None)
+def _area_weights(n_in, lo, hi, n_out):
+    """(n_out, n_in): row o averages the o-th of n_out equal parts of [lo, hi)."""
+    edges = lo + (hi - lo) * np.arange(n_out + 1) / n_out
+    left = np.arange(n_in)
+    overlap = np.clip(np.minimum(edges[1:, None], left + 1)
+                      - np.maximum(edges[:-1, None], left), 0.0, None)
+    weights = overlap / overlap.sum(axis=1, keepdims=True)
+    weights.setflags(write=False)
+    return weights
 
 
 def resize_bilinear(images, out_h, out_w):

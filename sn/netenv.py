@@ -207,14 +207,15 @@ DATASET_SIZES = {"usps": (7291, 2007), "mnist16": (7291, 2007)}
 
 @builtin("load-dataset", interp=True)
 def load_dataset_(interp, name, *options):
-    """(load-dataset 'usps) or (load-dataset 'mnist16 [:train n] [:test n]): the
-    pattern and desired matrices (read on first use), the training range
-    (ensemble) and the test range (test-set)."""
+    """(load-dataset 'usps [:mnist n]) or (load-dataset 'mnist16 [:train n]
+    [:test n]): the pattern and desired matrices (read on first use), the
+    training range (ensemble) and the test range (test-set). :mnist adds n
+    MNIST digits framed as USPS's to the USPS training patterns."""
     name = to_string(name, readably=False)
     if name not in DATASET_SIZES:
         raise SNError(f"load-dataset: unknown data set {name}: known are usps, mnist16")
     kwargs = _dataset_options(name, options)
-    n_train = kwargs.get("n_train", DATASET_SIZES[name][0])
+    n_train = kwargs.get("n_train", DATASET_SIZES[name][0]) + kwargs.get("mnist", 0)
     n_test = kwargs.get("n_test", DATASET_SIZES[name][1])
     loaded = {}
 
@@ -237,14 +238,20 @@ def _dataset_options(name, options):
         raise SNError("load-dataset: options are :keyword value pairs")
     kwargs = {}
     for key, value in zip(options[::2], options[1::2]):
-        if not isinstance(key, Keyword) or key.name not in (":train", ":test"):
-            raise SNError(f"load-dataset: unknown option {to_string(key)} (known: :train, :test)")
-        if name != "mnist16":
-            raise SNError(f"load-dataset: {name} has fixed sizes; {key.name} applies to mnist16")
+        if not isinstance(key, Keyword) or key.name not in _DATASET_OPTIONS:
+            raise SNError(f"load-dataset: unknown option {to_string(key)} (known: "
+                          + ", ".join(_DATASET_OPTIONS) + ")")
+        owner, argument = _DATASET_OPTIONS[key.name]
+        if name != owner:
+            raise SNError(f"load-dataset: {key.name} applies to {owner}, not {name}")
         if not is_number(value) or int(value) != value:
             raise SNError(f"load-dataset: {key.name} needs a number of patterns, not {to_string(value)}")
-        kwargs["n_train" if key.name == ":train" else "n_test"] = int(value)
+        kwargs[argument] = int(value)
     return kwargs
+
+
+_DATASET_OPTIONS = {":train": ("mnist16", "n_train"), ":test": ("mnist16", "n_test"),
+                    ":mnist": ("usps", "mnist")}
 
 
 # ---- the steps of an iteration ----------------------------------------------

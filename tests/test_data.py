@@ -7,6 +7,7 @@ is unset or the files are missing.  Download tests use a local HTTP server.
 import gzip
 import hashlib
 import http.server
+import io
 import os
 import random
 import socket
@@ -526,6 +527,77 @@ def test_mnist16_draw_is_the_documented_one(mnist16, mnist_raw):
 def test_mnist16_sizes_out_of_range(data_env, kwargs, message):
     with pytest.raises(SNError, match=message):
         data.load_mnist16(download=False, **kwargs)
+
+
+# ---------------------------------------------------------------- usps with mnist
+
+
+def test_frame_like_usps_fills_sixteen_rows_centred_and_keeps_the_aspect():
+    image = np.zeros((28, 28), np.uint8)
+    image[3:13, 17:22] = 255                  # a 10 x 5 block of full ink
+    image[20, 2] = 30                         # too faint to count as ink
+    framed = data.frame_like_usps(image[None]).reshape(16, 16)
+    assert np.array_equal(framed[:, 4:12], np.full((16, 8), 1.0))
+    assert np.all(framed[:, :4] == -1) and np.all(framed[:, 12:] == -1)
+    wide = np.zeros((28, 28), np.uint8)
+    wide[[10, 12], 4:24] = 255                # 3 x 20: the width fills the frame, and
+    framed = data.frame_like_usps(wide[None]).reshape(16, 16)   # 3 rows become 2
+    assert np.all(framed[:7] == -1) and np.all(framed[9:] == -1)
+    # each output row averages one and a half source rows: ink, then half a blank row
+    np.testing.assert_allclose(framed[7:9], (1.0 - 0.5) / 1.5, rtol=1e-12)
+    assert np.all(data.frame_like_usps(np.zeros((1, 28, 28), np.uint8)) == -1)
+
+
+def test_area_weights_average_each_part_of_the_span():
+    weights = data._area_weights(5, 1, 4, 2)   # [1, 4) cut into [1, 2.5) and [2.5, 4)
+    np.testing.assert_allclose(weights, [[0, 2 / 3, 1 / 3, 0, 0], [0, 0, 1 / 3, 2 / 3, 0]])
+
+
+def test_usps_with_mnist_digits_in_its_training_rows(usps, mnist_raw):
+    mixed = data.load_usps(mnist=500, download=False)
+    assert mixed.name == "usps" and mixed.train == (0, 7790) and mixed.test == (7791, 9797)
+    assert np.array_equal(mixed.patterns[7791:], usps.patterns[7291:])
+    assert np.array_equal(mixed.labels[7791:], usps.labels[7291:])
+    chosen = np.random.RandomState(1337).permutation(60000)[:500]
+    extra = data.frame_like_usps(mnist_raw["train_images"][chosen])
+    order = np.random.RandomState(1337).permutation(7791)
+    rows = np.concatenate([usps.patterns[:7291], extra])[order]
+    labels = np.concatenate([usps.labels[:7291], mnist_raw["train_labels"][chosen]])[order]
+    assert np.array_equal(mixed.patterns[:7791], rows)
+    assert np.array_equal(mixed.labels[:7791], labels)
+    assert np.array_equal(mixed.desired.argmax(axis=1), mixed.labels)
+    # the two sources alternate: each tenth of the rows holds MNIST digits
+    from_mnist = order >= 7291
+    assert all(0 < part.sum() < len(part) for part in np.array_split(from_mnist, 10))
+
+
+@pytest.mark.parametrize("mnist", [0.5, 60001, -3])
+def test_usps_mnist_count_out_of_range(data_env, mnist):
+    with pytest.raises(SNError, match="usps: mnist must be an integer from 1 to 60000"):
+        data.load_usps(mnist=mnist, download=False)
+
+
+@pytest.mark.parametrize("form,message", [
+    ("(load-dataset 'usps :train 500)", "load-dataset: :train applies to mnist16, not usps"),
+    ("(load-dataset 'mnist16 :mnist 500)", "load-dataset: :mnist applies to usps, not mnist16"),
+    ("(load-dataset 'usps :extra 500)",
+     r"load-dataset: unknown option :extra \(known: :train, :test, :mnist\)"),
+    ("(load-dataset 'usps :mnist 'all)", "load-dataset: :mnist needs a number of patterns"),
+    ("(load-dataset 'usps :mnist)", "load-dataset: options are :keyword value pairs"),
+])
+def test_load_dataset_form_refuses_bad_options(data_env, form, message):
+    from sn.interpreter import Interpreter
+    with pytest.raises(SNError, match=message):
+        Interpreter().eval_text(form)
+
+
+def test_load_dataset_form_with_mnist_sets_the_ranges(usps, mnist_raw):
+    from sn.interpreter import Interpreter
+    interp = Interpreter(out=io.StringIO())
+    interp.eval_text("(load-dataset 'usps :mnist 500)")
+    assert [interp.get(v) for v in ("patt-min", "patt-max", "tpatt-min", "tpatt-max")] == \
+        [0, 7790, 7791, 9797]
+    assert np.array(interp.get("pattern-matrix")).shape == (9798, 256)
 
 
 def test_unknown_data_set_and_file(data_env):
