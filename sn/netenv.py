@@ -241,17 +241,20 @@ def _dataset_options(name, options):
         if not isinstance(key, Keyword) or key.name not in _DATASET_OPTIONS:
             raise SNError(f"load-dataset: unknown option {to_string(key)} (known: "
                           + ", ".join(_DATASET_OPTIONS) + ")")
-        owner, argument = _DATASET_OPTIONS[key.name]
+        owner, argument, least, most = _DATASET_OPTIONS[key.name]
         if name != owner:
             raise SNError(f"load-dataset: {key.name} applies to {owner}, not {name}")
-        if not is_number(value) or int(value) != value:
-            raise SNError(f"load-dataset: {key.name} needs a number of patterns, not {to_string(value)}")
+        if not is_number(value) or int(value) != value or not least <= value <= most:
+            raise SNError(f"load-dataset: {key.name} needs a number of patterns from {least} "
+                          f"to {most}, not {to_string(value)}")
         kwargs[argument] = int(value)
     return kwargs
 
 
-_DATASET_OPTIONS = {":train": ("mnist16", "n_train"), ":test": ("mnist16", "n_test"),
-                    ":mnist": ("usps", "mnist")}
+# option: (data set, loader argument, fewest and most patterns)
+_DATASET_OPTIONS = {":train": ("mnist16", "n_train", 1, 60000),
+                    ":test": ("mnist16", "n_test", 1, 10000),
+                    ":mnist": ("usps", "mnist", 0, 60000)}
 
 
 # ---- the steps of an iteration ----------------------------------------------

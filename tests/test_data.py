@@ -583,12 +583,19 @@ def test_usps_mnist_count_out_of_range(data_env, mnist):
     ("(load-dataset 'usps :extra 500)",
      r"load-dataset: unknown option :extra \(known: :train, :test, :mnist\)"),
     ("(load-dataset 'usps :mnist 'all)", "load-dataset: :mnist needs a number of patterns"),
+    ("(load-dataset 'usps :mnist -3)", "load-dataset: :mnist needs a number of patterns "
+                                       "from 0 to 60000, not -3"),
+    ("(load-dataset 'mnist16 :train 0)", "load-dataset: :train needs a number of patterns "
+                                         "from 1 to 60000, not 0"),
+    ("(load-dataset 'mnist16 :test 10001)", "load-dataset: :test needs a number"),
     ("(load-dataset 'usps :mnist)", "load-dataset: options are :keyword value pairs"),
 ])
 def test_load_dataset_form_refuses_bad_options(data_env, form, message):
     from sn.interpreter import Interpreter
+    interp = Interpreter()
     with pytest.raises(SNError, match=message):
-        Interpreter().eval_text(form)
+        interp.eval_text(form)
+    assert interp.get("patt-max", None) is None       # nothing changed
 
 
 def test_load_dataset_form_with_mnist_sets_the_ranges(usps, mnist_raw):
