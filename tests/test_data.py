@@ -23,6 +23,7 @@ from hypothesis.extra import numpy as hnp
 
 from sn import data
 from sn.errors import SNError
+from sn.interpreter import Interpreter
 
 # MNIST16's first ten training labels, computed once and checked below against
 # an independent derivation from the raw MNIST label file.
@@ -591,7 +592,6 @@ def test_usps_mnist_count_out_of_range(data_env, mnist):
     ("(load-dataset 'usps :mnist)", "load-dataset: options are :keyword value pairs"),
 ])
 def test_load_dataset_form_refuses_bad_options(data_env, form, message):
-    from sn.interpreter import Interpreter
     interp = Interpreter()
     with pytest.raises(SNError, match=message):
         interp.eval_text(form)
@@ -599,7 +599,6 @@ def test_load_dataset_form_refuses_bad_options(data_env, form, message):
 
 
 def test_load_dataset_form_with_mnist_sets_the_ranges(usps, mnist_raw):
-    from sn.interpreter import Interpreter
     interp = Interpreter(out=io.StringIO())
     interp.eval_text("(load-dataset 'usps :mnist 500)")
     assert [interp.get(v) for v in ("patt-min", "patt-max", "tpatt-min", "tpatt-max")] == \
