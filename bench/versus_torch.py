@@ -42,13 +42,13 @@ def main():
     base = max(t["samples_per_s"] for t in torch)
     print(f"PyTorch {torch[0]['torch']}, batch size 1, {args.threads} thread(s): "
           f"{base:,.0f} samples/s (best of {args.rounds} rounds)")
-    for key, label in (("sgd_samples_per_s", "on-line SGD"), ("lm_samples_per_s", "on-line LM"),
-                       ("sparse_sgd_samples_per_s", "SGD, sparse plan")):
-        best = max(r[key] for r in sn)
-        print(f"sn {label:<18} {best:>10,.0f} samples/s  {best / base:5.1f}x PyTorch")
-    sgd = max(r["sgd_samples_per_s"] for r in sn)
-    lm = max(r["lm_samples_per_s"] for r in sn)
-    print(f"LM time per sample: {sgd / lm:.2f}x SGD's ({sn[0]['dtype']})")
+    labels = {"sgd_samples_per_s": "on-line SGD", "lm_samples_per_s": "on-line LM",
+              "sparse_sgd_samples_per_s": "SGD, sparse plan"}
+    best = {key: max(r[key] for r in sn) for key in labels}
+    for key, label in labels.items():
+        print(f"sn {label:<18} {best[key]:>10,.0f} samples/s  {best[key] / base:5.1f}x PyTorch")
+    print(f"LM time per sample: "
+          f"{best['sgd_samples_per_s'] / best['lm_samples_per_s']:.2f}x SGD's ({sn[0]['dtype']})")
 
 
 if __name__ == "__main__":

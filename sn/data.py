@@ -633,10 +633,7 @@ def load_usps(mnist=0, download=True):
 @functools.lru_cache(maxsize=2)
 def _usps_mnist(usps_keys, mnist_keys, n):
     usps = _usps(*usps_keys)
-    images = _read_idx(mnist_keys[0][0], 3)
-    digits = _read_idx(mnist_keys[1][0], 1)
-    if len(images) != 60000 or len(digits) != 60000:
-        raise SNError(f"{mnist_keys[0][0]}: expected 60000 MNIST images and labels")
+    images, digits = _read_mnist(mnist_keys, 60000)
     chosen = np.random.RandomState(MNIST_SEED).permutation(60000)[:n]
     n_usps = usps.train[1] + 1
     order = np.random.RandomState(MNIST_SEED).permutation(n_usps + n)
@@ -706,17 +703,22 @@ def _check_count(dataset, what, n, most):
 def _mnist16(keys, n_train, n_test):
     rs = np.random.RandomState(MNIST_SEED)
     patterns, labels = [], []
-    for (images_key, labels_key), count, n in (
-            (keys[0:2], 60000, n_train), (keys[2:4], 10000, n_test)):
-        images = _read_idx(images_key[0], 3)
-        digits = _read_idx(labels_key[0], 1)
-        if len(images) != count or len(digits) != count:
-            raise SNError(f"{images_key[0]}: expected {count} MNIST images and labels")
+    for pair, count, n in ((keys[0:2], 60000, n_train), (keys[2:4], 10000, n_test)):
+        images, digits = _read_mnist(pair, count)
         chosen = rs.permutation(count)[:n]
         patterns.append(_mnist_patterns(images[chosen]))
         labels.append(digits[chosen])
     return _make_dataset("mnist16", np.concatenate(patterns),
                          np.concatenate(labels), n_train)
+
+
+def _read_mnist(keys, count):
+    """The images and labels of one MNIST split (the file keys of its two idx files)."""
+    images = _read_idx(keys[0][0], 3)
+    digits = _read_idx(keys[1][0], 1)
+    if len(images) != count or len(digits) != count:
+        raise SNError(f"{keys[0][0]}: expected {count} MNIST images and labels")
+    return images, digits
 
 
 def _read_idx(path, ndim):
